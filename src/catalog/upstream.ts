@@ -1,0 +1,210 @@
+/**
+ * Reading the catalog source: a file path or an http(s) URL of the campaign service.
+ *
+ * URL fetches send `If-None-Match` / `If-Modified-Since` when the service gave validators,
+ * never follow redirects, and are bounded in time (connect + headers, then total) and bytes.
+ * Bun's `fetch` is used directly: a bare `undici` import is swapped for Bun's own, whose
+ * dispatcher options are ignored (see docs/architecture.md).
+ * @module
+ */
+import { open, stat } from "node:fs/promises";
+
+export interface FetchLimits {
+  /** Milliseconds until the response headers arrive (covers connecting). */
+  readonly connectTimeoutMs: number;
+  /** Milliseconds for the whole exchange, body included. */
+  readonly totalTimeoutMs: number;
+  /** Largest body accepted, in bytes. */
+  readonly maxBytes: number;
+}
+
+export const DEFAULT_LIMITS: FetchLimits = {
+  connectTimeoutMs: 2_000,
+  totalTimeoutMs: 30_000,
+  maxBytes: 256 * 1024 * 1024,
+};
+
+/** What identifies the version last read, so an unchanged source is not read again. */
+export interface Validators {
+  readonly etag?: string;
+  readonly lastModified?: string;
+  /** File sources: size and modification time. */
+  readonly fileStamp?: string;
+}
+
+export type FetchFailure =
+  | "connect"
+  | "timeout"
+  | "http_status"
+  | "redirect"
+  | "too_large"
+  | "read"
+  | "not_found";
+
+export type FetchResult =
+  | { readonly kind: "unchanged" }
+  | { readonly kind: "body"; readonly text: string; readonly validators: Validators; readonly bytes: number }
+  | { readonly kind: "failed"; readonly failure: FetchFailure; readonly message: string };
+
+export function isUrl(source: string): boolean {
+  return /^https?:\/\//i.test(source);
+}
+
+/** Progress callback: bytes received so far and the announced total (or null). */
+export type Progress = (received: number, total: number | null) => void;
+
+/** Reads the source once. Never throws. */
+export async function readSource(
+  source: string,
+  previous: Validators | null,
+  limits: FetchLimits = DEFAULT_LIMITS,
+  onProgress?: Progress,
+): Promise<FetchResult> {
+  return isUrl(source) ? fetchUrl(source, previous, limits, onProgress) : readFile(source, previous, limits);
+}
+
+async function readFile(
+  path: string,
+  previous: Validators | null,
+  limits: FetchLimits,
+): Promise<FetchResult> {
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) return { kind: "failed", failure: "read", message: `${path} is not a regular file` };
+    const stamp = `${info.size}:${info.mtimeMs}`;
+    if (previous?.fileStamp === stamp) return { kind: "unchanged" };
+    if (info.size > limits.maxBytes) {
+      return {
+        kind: "failed",
+        failure: "too_large",
+        message: `file is ${info.size} bytes, over the ${limits.maxBytes} limit`,
+      };
+    }
+    const handle = await open(path, "r");
+    try {
+      const buffer = await handle.readFile();
+      if (buffer.byteLength > limits.maxBytes) {
+        return {
+          kind: "failed",
+          failure: "too_large",
+          message: `file is over the ${limits.maxBytes} byte limit`,
+        };
+      }
+      return {
+        kind: "body",
+        text: buffer.toString("utf8"),
+        validators: { fileStamp: stamp },
+        bytes: buffer.byteLength,
+      };
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return { kind: "failed", failure: "not_found", message: `${path} does not exist` };
+    return { kind: "failed", failure: "read", message: `cannot read ${path}: ${code ?? "error"}` };
+  }
+}
+
+async function fetchUrl(
+  url: string,
+  previous: Validators | null,
+  limits: FetchLimits,
+  onProgress?: Progress,
+): Promise<FetchResult> {
+  const total = AbortSignal.timeout(limits.totalTimeoutMs);
+  const headersDeadline = new AbortController();
+  const timer = setTimeout(() => headersDeadline.abort(), limits.connectTimeoutMs);
+  const signal = AbortSignal.any([total, headersDeadline.signal]);
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (previous?.etag) headers["If-None-Match"] = previous.etag;
+  if (previous?.lastModified) headers["If-Modified-Since"] = previous.lastModified;
+  let response: Response;
+  try {
+    response = await fetch(url, { headers, redirect: "manual", signal });
+  } catch (error) {
+    clearTimeout(timer);
+    if (total.aborted || headersDeadline.signal.aborted) {
+      return {
+        kind: "failed",
+        failure: "timeout",
+        message: `no response within ${limits.connectTimeoutMs} ms`,
+      };
+    }
+    return {
+      kind: "failed",
+      failure: "connect",
+      message: `cannot reach the campaign service: ${errorCode(error)}`,
+    };
+  }
+  clearTimeout(timer);
+  if (response.status === 304) {
+    await response.body?.cancel();
+    return { kind: "unchanged" };
+  }
+  if (response.status >= 300 && response.status < 400) {
+    await response.body?.cancel();
+    return { kind: "failed", failure: "redirect", message: `redirect (${response.status}) not followed` };
+  }
+  if (response.status < 200 || response.status >= 300) {
+    await response.body?.cancel();
+    return {
+      kind: "failed",
+      failure: "http_status",
+      message: `campaign service answered ${response.status}`,
+    };
+  }
+  const announced = Number(response.headers.get("content-length") ?? Number.NaN);
+  if (announced > limits.maxBytes) {
+    await response.body?.cancel();
+    return {
+      kind: "failed",
+      failure: "too_large",
+      message: `body of ${announced} bytes is over the ${limits.maxBytes} limit`,
+    };
+  }
+  const chunks: Uint8Array[] = [];
+  let received = 0;
+  try {
+    const reader = response.body?.getReader();
+    if (reader !== undefined) {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        received += value.byteLength;
+        if (received > limits.maxBytes) {
+          await reader.cancel();
+          return {
+            kind: "failed",
+            failure: "too_large",
+            message: `body is over the ${limits.maxBytes} byte limit`,
+          };
+        }
+        chunks.push(value);
+        onProgress?.(received, Number.isFinite(announced) ? announced : null);
+      }
+    }
+  } catch (error) {
+    if (total.aborted) {
+      return {
+        kind: "failed",
+        failure: "timeout",
+        message: `body not received within ${limits.totalTimeoutMs} ms`,
+      };
+    }
+    return { kind: "failed", failure: "read", message: `body read failed: ${errorCode(error)}` };
+  }
+  const validators: { etag?: string; lastModified?: string } = {};
+  const etag = response.headers.get("etag");
+  const lastModified = response.headers.get("last-modified");
+  if (etag) validators.etag = etag;
+  if (lastModified) validators.lastModified = lastModified;
+  const text = new TextDecoder().decode(Buffer.concat(chunks));
+  return { kind: "body", text, validators, bytes: received };
+}
+
+function errorCode(error: unknown): string {
+  if (error && typeof error === "object" && "code" in error && typeof error.code === "string")
+    return error.code;
+  return error instanceof Error ? error.name : "error";
+}

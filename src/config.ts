@@ -1,0 +1,105 @@
+/**
+ * Server configuration: the checked, frozen values `startServer` runs on.
+ * The parsers here are shared by the command line (cli/commands/serve.ts) and by tests; each
+ * throws `ConfigError` with a one-line reason.
+ * @module
+ */
+import { DEFAULT_LIMITS, type FetchLimits } from "./catalog/upstream.ts";
+import type { Level } from "./telemetry/log.ts";
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+export interface Listen {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface Config {
+  readonly listen: Listen;
+  /** File path or http(s) URL; null serves the sample catalog built into the executable. */
+  readonly catalog: string | null;
+  readonly refreshSeconds: number;
+  readonly workers: number;
+  readonly stateDir: string | null;
+  readonly fetch: FetchLimits;
+  readonly shutdownGraceSeconds: number;
+  readonly logLevel: Level;
+  readonly logFormat: "json" | "text";
+}
+
+export const DEFAULTS: Config = Object.freeze({
+  listen: Object.freeze({ host: "127.0.0.1", port: 8080 }),
+  catalog: null,
+  refreshSeconds: 30,
+  workers: 1,
+  stateDir: null,
+  fetch: DEFAULT_LIMITS,
+  shutdownGraceSeconds: 10,
+  logLevel: "info",
+  logFormat: "json",
+});
+
+/** `ADDR:PORT`, `:PORT` (loopback), or `[v6]:PORT`. Port 0 picks a free port. */
+export function parseListen(value: string): Listen {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]*)):(\d{1,5})$/.exec(value);
+  if (match === null) throw new ConfigError(`listen address ${JSON.stringify(value)} is not ADDR:PORT`);
+  const port = Number(match[3]);
+  if (port > 65535) throw new ConfigError(`listen port ${port} is over 65535`);
+  const host = match[1] ?? (match[2] || "127.0.0.1");
+  return { host, port };
+}
+
+/** A finite number > 0. */
+export function parsePositive(name: string, value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n <= 0) {
+    throw new ConfigError(`${name} must be a positive number, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+/** An integer ≥ 1. */
+export function parseCount(name: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
+    throw new ConfigError(`${name} must be an integer of at least 1, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+/** A catalog source: an http(s) URL or a file path. */
+export function parseSource(value: string): string {
+  if (value === "") throw new ConfigError("catalog source is empty");
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value) && !/^https?:\/\//i.test(value)) {
+    throw new ConfigError(`catalog source ${JSON.stringify(value)} must be a file path or an http(s) URL`);
+  }
+  if (/^https?:\/\//i.test(value)) {
+    try {
+      new URL(value);
+    } catch {
+      throw new ConfigError(`catalog URL ${JSON.stringify(value)} is not a valid URL`);
+    }
+  }
+  return value;
+}
+
+export function parseLevel(value: string): Level {
+  if (value === "debug" || value === "info" || value === "warn" || value === "error") return value;
+  throw new ConfigError(`log level must be debug, info, warn or error, got ${JSON.stringify(value)}`);
+}
+
+export function parseLogFormat(value: string): "json" | "text" {
+  if (value === "json" || value === "text") return value;
+  throw new ConfigError(`log format must be json or text, got ${JSON.stringify(value)}`);
+}
+
+/** Builds a Config from partial values (already parsed) over the defaults. */
+export function makeConfig(partial: Partial<Config> = {}): Config {
+  const config = { ...DEFAULTS, ...partial, fetch: { ...DEFAULTS.fetch, ...partial.fetch } };
+  if (config.workers > 1 && config.listen.port === 0) {
+    throw new ConfigError("--workers above 1 needs a fixed --listen port (workers share it)");
+  }
+  return Object.freeze(config);
+}

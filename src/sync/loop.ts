@@ -1,0 +1,185 @@
+/**
+ * Keeps the live snapshot in step with the catalog source.
+ *
+ * At start: read the source; if that fails, fall back to the last good copy in the state dir.
+ * Then every refresh interval: read again (conditional for URLs, stamp check for files).
+ * A failure of any kind keeps the current snapshot, is logged with its reason, and is retried
+ * with backoff (1 s doubling, never longer than the interval). A validated catalog is built
+ * off to the side, swapped in whole, and saved to the state dir.
+ * @module
+ */
+import { loadLastGood, saveLastGood } from "../catalog/lastgood.ts";
+import { buildSnapshot } from "../catalog/snapshot.ts";
+import type { RejectCode, ValidationResult } from "../catalog/types.ts";
+import { type FetchFailure, type FetchLimits, readSource, type Validators } from "../catalog/upstream.ts";
+import { parseCatalog } from "../catalog/validate.ts";
+import type { Logger } from "../telemetry/log.ts";
+import type { CatalogHolder } from "./holder.ts";
+
+export type SyncOutcome =
+  | {
+      readonly kind: "updated";
+      readonly version: string;
+      readonly ads: number;
+      readonly skipped: number;
+      readonly from: "source" | "state_dir" | "builtin";
+    }
+  | { readonly kind: "unchanged" }
+  | {
+      readonly kind: "failed";
+      readonly failure: FetchFailure | RejectCode | "state_dir_empty";
+      readonly message: string;
+    };
+
+export interface SyncOptions {
+  readonly source: string;
+  readonly refreshMs: number;
+  readonly limits: FetchLimits;
+  readonly stateDir: string | null;
+  readonly holder: CatalogHolder;
+  readonly log: Logger;
+  readonly now: () => number;
+  /** Called after every attempt: tests wait on it instead of sleeping. */
+  readonly onOutcome?: (outcome: SyncOutcome) => void;
+  /** First retry delay after a failure, in ms (default 1000). */
+  readonly initialBackoffMs?: number;
+}
+
+export class CatalogSync {
+  private validators: Validators | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private backoffMs: number;
+  private stopped = false;
+  private running: Promise<SyncOutcome> | null = null;
+
+  constructor(private readonly options: SyncOptions) {
+    this.backoffMs = options.initialBackoffMs ?? 1_000;
+  }
+
+  /**
+   * Serves the state dir's copy at once if there is one (a slow or dead source then does not
+   * delay serving), reads the source, then keeps polling in the background.
+   */
+  async start(): Promise<SyncOutcome> {
+    if (this.options.stateDir !== null) await this.loadFromStateDir();
+    const outcome = await this.refresh();
+    this.schedule(outcome);
+    return outcome;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** One attempt now. Concurrent calls share the attempt in progress. */
+  refresh(): Promise<SyncOutcome> {
+    this.running ??= this.attempt().finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  private schedule(last: SyncOutcome): void {
+    if (this.stopped) return;
+    const interval = this.options.refreshMs;
+    let delay = interval;
+    if (last.kind === "failed") {
+      delay = Math.min(this.backoffMs, interval);
+      this.backoffMs = Math.min(this.backoffMs * 2, interval);
+    } else {
+      this.backoffMs = this.options.initialBackoffMs ?? 1_000;
+    }
+    this.timer = setTimeout(() => {
+      this.refresh().then(
+        (outcome) => this.schedule(outcome),
+        () => this.schedule({ kind: "failed", failure: "read", message: "unexpected sync error" }),
+      );
+    }, delay);
+    this.timer.unref?.();
+  }
+
+  private async attempt(): Promise<SyncOutcome> {
+    const { source, limits } = this.options;
+    const fetched = await readSource(source, this.validators, limits);
+    if (fetched.kind === "unchanged") return this.report({ kind: "unchanged" });
+    if (fetched.kind === "failed") {
+      return this.report({ kind: "failed", failure: fetched.failure, message: fetched.message });
+    }
+    const result = parseCatalog(fetched.text);
+    const outcome = await this.accept(result, "source", fetched.bytes);
+    // Remember validators only for an accepted document, so a rejected one is read again.
+    if (outcome.kind !== "failed") this.validators = fetched.validators;
+    return this.report(outcome);
+  }
+
+  private async loadFromStateDir(): Promise<SyncOutcome> {
+    const dir = this.options.stateDir;
+    const text = dir === null ? null : await loadLastGood(dir);
+    if (text === null) {
+      this.options.log.info("no saved catalog in the state dir yet", { dir });
+      return { kind: "failed", failure: "state_dir_empty", message: "no saved catalog in the state dir" };
+    }
+    return this.report(await this.accept(parseCatalog(text), "state_dir", text.length));
+  }
+
+  private async accept(
+    result: ValidationResult,
+    from: "source" | "state_dir",
+    bytes: number,
+  ): Promise<SyncOutcome> {
+    const { holder, log, now, stateDir } = this.options;
+    for (const issue of result.issues.slice(0, 100)) {
+      log.warn("catalog entry skipped", {
+        index: issue.index,
+        id: issue.id,
+        reason: issue.code,
+        detail: issue.message,
+      });
+    }
+    if (result.issues.length > 100)
+      log.warn("more catalog entries skipped", { count: result.issues.length - 100 });
+    if (!result.ok) {
+      return { kind: "failed", failure: result.code, message: `${result.message} (${bytes} bytes)` };
+    }
+    const snapshot = buildSnapshot(result.ads, now());
+    if (holder.current?.version === snapshot.version) return { kind: "unchanged" };
+    holder.swap(snapshot);
+    if (stateDir !== null && from === "source") {
+      await saveLastGood(stateDir, result.ads).catch((error: unknown) => {
+        log.error("cannot save the catalog to the state dir", { error: String(error).slice(0, 200) });
+      });
+    }
+    return {
+      kind: "updated",
+      version: snapshot.version,
+      ads: result.ads.length,
+      skipped: result.issues.length,
+      from,
+    };
+  }
+
+  private report(outcome: SyncOutcome): SyncOutcome {
+    const { log } = this.options;
+    if (outcome.kind === "updated") {
+      log.info("catalog loaded", {
+        version: outcome.version,
+        ads: outcome.ads,
+        skipped: outcome.skipped,
+        from: outcome.from,
+      });
+    } else if (outcome.kind === "failed") {
+      const serving = this.options.holder.current?.version ?? null;
+      log.warn("catalog sync failed; keeping the last good catalog", {
+        failure: outcome.failure,
+        detail: outcome.message,
+        serving,
+      });
+    } else {
+      log.debug("catalog unchanged");
+    }
+    this.options.onOutcome?.(outcome);
+    return outcome;
+  }
+}
