@@ -6,13 +6,21 @@
  */
 import { Command, CommanderError } from "commander";
 import pkg from "../package.json";
+import { catalogCommand } from "./commands/catalog.ts";
+import { inspectCommand } from "./commands/inspect.ts";
+import { queryCommand } from "./commands/query.ts";
 import { serveCommand } from "./commands/serve.ts";
+import { tokenCommand } from "./commands/token.ts";
 
 export function program(): Command {
   const root = new Command("adsrv")
     .description("adsrv: an ad decision server for video games")
     .version(pkg.version)
-    .addCommand(serveCommand());
+    .addCommand(serveCommand())
+    .addCommand(catalogCommand())
+    .addCommand(queryCommand())
+    .addCommand(tokenCommand())
+    .addCommand(inspectCommand());
   // addCommand() does not pass settings down: apply them to every subcommand.
   const apply = (command: Command): void => {
     command.exitOverride();

@@ -1,0 +1,44 @@
+/**
+ * Compiles the single executable `dist/adsrv`.
+ *
+ *   bun scripts/build.ts [--outfile dist/adsrv]
+ *
+ * The executable does not read `.env` or `bunfig.toml` from its working directory (a hostile
+ * file there must not change its behaviour), and ink's optional `react-devtools-core` import is
+ * stubbed: `--compile` cannot bundle it and `--external` only moves the failure to start-up.
+ * @module
+ */
+import type { BunPlugin } from "bun";
+
+const args = process.argv.slice(2);
+const outIndex = args.indexOf("--outfile");
+const outfile = outIndex >= 0 ? (args[outIndex + 1] ?? "dist/adsrv") : "dist/adsrv";
+
+const stubDevtools: BunPlugin = {
+  name: "stub-react-devtools-core",
+  setup(build) {
+    build.onResolve({ filter: /^react-devtools-core$/ }, () => ({
+      path: "react-devtools-core",
+      namespace: "stub",
+    }));
+    build.onLoad({ filter: /.*/, namespace: "stub" }, () => ({
+      contents: "export default { initialize() {}, connectToDevTools() {} };",
+      loader: "js",
+    }));
+  },
+};
+
+const started = performance.now();
+const result = await Bun.build({
+  entrypoints: [`${import.meta.dir}/../cli/main.ts`],
+  compile: { outfile, autoloadDotenv: false, autoloadBunfig: false },
+  minify: true,
+  sourcemap: "none",
+  plugins: [stubDevtools],
+  define: { "process.env.NODE_ENV": JSON.stringify("production") },
+});
+if (!result.success) {
+  for (const log of result.logs) console.error(log);
+  process.exit(1);
+}
+console.log(`built ${outfile} in ${Math.round(performance.now() - started)} ms`);
