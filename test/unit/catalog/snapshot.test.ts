@@ -1,0 +1,106 @@
+import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
+import { buildSnapshot, catalogVersion } from "../../../src/catalog/snapshot.ts";
+import type { Ad } from "../../../src/catalog/types.ts";
+import { choose, eligible } from "../../../src/decision/decide.ts";
+import { isAvailable } from "../../../src/decision/hours.ts";
+
+const ad = (id: string, country: string, lang: string, start: number, end: number): Ad => ({
+  id,
+  video_url: `https://cdn.example.com/${id}.mp4`,
+  country,
+  lang,
+  start_hour: start,
+  end_hour: end,
+});
+
+describe("eligible + choose", () => {
+  const ads = [
+    ad("a", "us", "eng", 0, 0),
+    ad("b", "us", "eng", 1, 14),
+    ad("c", "us", "eng", 22, 3),
+    ad("d", "fr", "fra", 8, 18),
+  ];
+  const snap = buildSnapshot(ads, 0);
+
+  test("returns the ads live at the hour, in catalog order", () => {
+    const at = (h: number) => {
+      const e = eligible(snap, "us", "eng", h);
+      return e.kind === "ads" ? e.ads.map((x) => x.id) : e.reason;
+    };
+    expect(at(0)).toEqual(["a", "c"]);
+    expect(at(1)).toEqual(["a", "b", "c"]);
+    expect(at(13)).toEqual(["a", "b"]);
+    expect(at(14)).toEqual(["a"]);
+    expect(at(22)).toEqual(["a", "c"]);
+  });
+
+  test("no ad for the key, and outside hours, are told apart", () => {
+    expect(eligible(snap, "us", "fra", 3)).toEqual({ kind: "nofill", reason: "no_ad_for_country_lang" });
+    expect(eligible(snap, "de", "deu", 3)).toEqual({ kind: "nofill", reason: "no_ad_for_country_lang" });
+    expect(eligible(snap, "fr", "fra", 3)).toEqual({ kind: "nofill", reason: "outside_hours" });
+    expect(eligible(snap, "fr", "fra", 8).kind).toBe("ads");
+  });
+
+  test("bodies hold exactly id and video_url", () => {
+    const e = eligible(snap, "fr", "fra", 9);
+    if (e.kind !== "ads") throw new Error("expected ads");
+    expect(JSON.parse(e.ads[0]?.body ?? "")).toEqual({ id: "d", video_url: "https://cdn.example.com/d.mp4" });
+  });
+
+  test("round-robin: k·n ticks serve each of n ads exactly k times, in catalog order", () => {
+    const e = eligible(snap, "us", "eng", 1);
+    if (e.kind !== "ads") throw new Error("expected ads");
+    const counts = new Map<string, number>();
+    const order: string[] = [];
+    for (let tick = 0; tick < 3 * 7; tick++) {
+      const chosen = choose(e.ads, tick).id;
+      counts.set(chosen, (counts.get(chosen) ?? 0) + 1);
+      if (tick < 6) order.push(chosen);
+    }
+    expect(order).toEqual(["a", "b", "c", "a", "b", "c"]);
+    expect([...counts.values()]).toEqual([7, 7, 7]);
+  });
+
+  test("property: the index agrees with a scan of the catalog for every key and hour", () => {
+    const countries = ["us", "fr", "de"];
+    const langs = ["eng", "fra"];
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.constantFrom(...countries),
+            fc.constantFrom(...langs),
+            fc.integer({ min: 0, max: 23 }),
+            fc.integer({ min: 0, max: 24 }),
+          ),
+          { maxLength: 30 },
+        ),
+        (rows) => {
+          const list = rows.map(([c, l, s, e], i) => ad(`ad${i}`, c, l, s, e));
+          const s = buildSnapshot(list, 0);
+          for (const c of countries) {
+            for (const l of langs) {
+              for (let h = 0; h < 24; h++) {
+                const scan = list.filter(
+                  (x) => x.country === c && x.lang === l && isAvailable(x.start_hour, x.end_hour, h),
+                );
+                const e = eligible(s, c, l, h);
+                if (e.kind === "ads") expect(e.ads.map((x) => x.id)).toEqual(scan.map((x) => x.id));
+                else expect(scan).toEqual([]);
+              }
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});
+
+test("catalogVersion depends on content only", () => {
+  const a = [ad("a", "us", "eng", 0, 0)];
+  expect(catalogVersion(a)).toBe(catalogVersion([ad("a", "us", "eng", 0, 0)]));
+  expect(catalogVersion(a)).not.toBe(catalogVersion([ad("a", "us", "eng", 0, 1)]));
+  expect(buildSnapshot(a, 1).version).toBe(catalogVersion(a));
+});

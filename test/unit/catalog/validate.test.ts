@@ -1,0 +1,160 @@
+import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
+import sample from "../../../src/catalog/sample-catalog.json";
+import { parseCatalog, validateCatalog } from "../../../src/catalog/validate.ts";
+
+const good = (id: string, extra: Record<string, unknown> = {}) => ({
+  id,
+  video_url: `https://cdn.example.com/${id}.mp4`,
+  country: "us",
+  lang: "eng",
+  start_hour: 1,
+  end_hour: 14,
+  ...extra,
+});
+
+describe("validateCatalog", () => {
+  test("a valid entry comes back with canonical codes", () => {
+    const result = validateCatalog({ ads: [good("a", { country: "US", lang: "fre" })] });
+    expect(result).toEqual({
+      ok: true,
+      ads: [
+        {
+          id: "a",
+          video_url: "https://cdn.example.com/a.mp4",
+          country: "us",
+          lang: "fra",
+          start_hour: 1,
+          end_hour: 14,
+        },
+      ],
+      issues: [],
+    });
+  });
+
+  test("an empty ads list is a valid catalog", () => {
+    expect(validateCatalog({ ads: [] })).toEqual({ ok: true, ads: [], issues: [] });
+  });
+
+  test.each([
+    ["not an object", 42, "not_object", null],
+    ["null entry", null, "not_object", null],
+    [
+      "missing id",
+      (() => {
+        const { id: _, ...rest } = good("x");
+        return rest;
+      })(),
+      "missing_field",
+      "id",
+    ],
+    ["numeric id", good("x", { id: 7 }), "wrong_type", "id"],
+    ["empty id", good("x", { id: "" }), "invalid_id", "id"],
+    ["id with space", good("x", { id: "a b" }), "invalid_id", "id"],
+    [
+      "missing video_url",
+      (() => {
+        const { video_url: _, ...rest } = good("x");
+        return rest;
+      })(),
+      "missing_field",
+      "video_url",
+    ],
+    ["relative url", good("x", { video_url: "/v.mp4" }), "invalid_video_url", "video_url"],
+    ["ftp url", good("x", { video_url: "ftp://x.example/v.mp4" }), "invalid_video_url", "video_url"],
+    ["javascript url", good("x", { video_url: "javascript:alert(1)" }), "invalid_video_url", "video_url"],
+    [
+      "url with space",
+      good("x", { video_url: "https://x.example/a b.mp4" }),
+      "invalid_video_url",
+      "video_url",
+    ],
+    ["unassigned country", good("x", { country: "zz" }), "unknown_country", "country"],
+    ["country with whitespace", good("x", { country: " us" }), "unknown_country", "country"],
+    ["numeric country", good("x", { country: 1 }), "wrong_type", "country"],
+    ["unknown lang", good("x", { lang: "xyz" }), "unknown_lang", "lang"],
+    ["lang with whitespace", good("x", { lang: "eng " }), "unknown_lang", "lang"],
+    ["string hour", good("x", { start_hour: "1" }), "wrong_type", "start_hour"],
+    ["start 24", good("x", { start_hour: 24 }), "invalid_hour", "start_hour"],
+    ["end 25", good("x", { end_hour: 25 }), "invalid_hour", "end_hour"],
+    ["negative hour", good("x", { start_hour: -1 }), "invalid_hour", "start_hour"],
+    ["fractional hour", good("x", { end_hour: 2.5 }), "invalid_hour", "end_hour"],
+  ])("%s is skipped with reason %s", (_name, entry, code, field) => {
+    const result = validateCatalog({ ads: [good("ok"), entry] });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.ads.map((a) => a.id)).toEqual(["ok"]);
+    expect(result.issues).toHaveLength(1);
+    expect(result.issues[0]).toMatchObject({ index: 1, code, field });
+  });
+
+  test("a duplicate id invalidates the later entries, not the first", () => {
+    const result = validateCatalog({ ads: [good("a"), good("b"), good("a", { country: "fr" }), good("a")] });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.ads.map((a) => `${a.id}/${a.country}`)).toEqual(["a/us", "b/us"]);
+    expect(result.issues.map((i) => [i.index, i.id, i.code])).toEqual([
+      [2, "a", "duplicate_id"],
+      [3, "a", "duplicate_id"],
+    ]);
+  });
+
+  test.each([
+    ["an array", [good("a")], "wrong_shape"],
+    ["null", null, "wrong_shape"],
+    ["no ads key", { campaigns: [] }, "wrong_shape"],
+    ["ads not an array", { ads: { a: 1 } }, "wrong_shape"],
+    ["every entry invalid", { ads: [{ id: "a" }, 3] }, "all_invalid"],
+  ])("%s is rejected whole (%s)", (_name, doc, code) => {
+    const result = validateCatalog(doc);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.code).toBe(code as "wrong_shape");
+  });
+
+  test("malformed JSON is rejected", () => {
+    const result = parseCatalog('{"ads": [');
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.code).toBe("malformed_json");
+  });
+
+  test("the sample catalog is valid, has dozens of ads, several countries and languages and the edge cases", () => {
+    const result = validateCatalog(sample);
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.issues).toEqual([]);
+    expect(result.ads.length).toBeGreaterThanOrEqual(24);
+    expect(new Set(result.ads.map((a) => a.country)).size).toBeGreaterThan(5);
+    expect(new Set(result.ads.map((a) => a.lang)).size).toBeGreaterThan(5);
+    expect(result.ads.some((a) => a.start_hour > a.end_hour && a.end_hour !== 0)).toBe(true); // wraps
+    expect(result.ads.some((a) => a.end_hour === 0)).toBe(true);
+    expect(sample.ads.some((a) => a.lang === "fre")).toBe(true);
+    expect(
+      result.ads.some((a) => a.country === "us" && a.lang === "eng" && a.start_hour === a.end_hour % 24),
+    ).toBe(true);
+  });
+
+  test("property: never throws on arbitrary JSON, and ads + issues account for every entry", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.jsonValue(),
+            fc.record({
+              id: fc.string(),
+              country: fc.string(),
+              lang: fc.string(),
+              video_url: fc.webUrl(),
+              start_hour: fc.integer({ min: -2, max: 26 }),
+              end_hour: fc.integer({ min: -2, max: 26 }),
+            }),
+          ),
+        ),
+        (entries) => {
+          const result = validateCatalog({ ads: entries });
+          if (result.ok) expect(result.ads.length + result.issues.length).toBe(entries.length);
+          else expect(result.code).toBe("all_invalid");
+        },
+      ),
+    );
+  });
+});
