@@ -114,16 +114,22 @@ describe("serving", () => {
     expect((await problem("/ad_request?country=us&lang=eng&lang=eng", 400)).body.param).toBe("lang");
     expect((await problem("/ad_request?country=xx&lang=eng", 400)).body.param).toBe("country");
     expect((await problem("/ad_request?country=us&lang=qqq", 400)).body.param).toBe("lang");
-    expect((await problem("/ad_request?country=de&lang=deu", 404)).body.reason).toBe("no_ad_for_country_lang");
+    expect((await problem("/ad_request?country=de&lang=deu", 404)).body.reason).toBe(
+      "no_ad_for_country_lang",
+    );
     expect((await problem("/ad_request?country=fr&lang=fr", 404)).body.reason).toBe("outside_hours");
     const post = await problem("/ad_request?country=us&lang=eng", 405, { method: "POST" });
     expect(post.res.headers.get("allow")).toBe("GET, HEAD");
-    expect((await problem("/ad_request", 405, { method: "DELETE" })).res.headers.get("allow")).toBe("GET, HEAD");
+    expect((await problem("/ad_request", 405, { method: "DELETE" })).res.headers.get("allow")).toBe(
+      "GET, HEAD",
+    );
     await problem("/nothing-here", 404);
     expect((await h.get("/healthz")).status).toBe(200);
     const ready = await h.get("/readyz");
     expect(ready.status).toBe(200);
-    expect(((await ready.json()) as { catalog_version: string }).catalog_version).toBe(h.server.holder.current?.version as string);
+    expect(((await ready.json()) as { catalog_version: string }).catalog_version).toBe(
+      h.server.holder.current?.version as string,
+    );
     const head = await h.get("/ad_request?country=us&lang=eng", { method: "HEAD" });
     expect(head.status).toBe(200);
   });
