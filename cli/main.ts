@@ -8,6 +8,7 @@ import { Command, CommanderError } from "commander";
 import pkg from "../package.json";
 import { catalogCommand } from "./commands/catalog.ts";
 import { inspectCommand } from "./commands/inspect.ts";
+import { keysCommand } from "./commands/keys.ts";
 import { queryCommand } from "./commands/query.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { tokenCommand } from "./commands/token.ts";
@@ -20,7 +21,8 @@ export function program(): Command {
     .addCommand(catalogCommand())
     .addCommand(queryCommand())
     .addCommand(tokenCommand())
-    .addCommand(inspectCommand());
+    .addCommand(inspectCommand())
+    .addCommand(keysCommand());
   // addCommand() does not pass settings down: apply them to every subcommand.
   const apply = (command: Command): void => {
     command.exitOverride();
