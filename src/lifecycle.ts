@@ -27,30 +27,30 @@ export async function runServe(config: Config): Promise<number> {
     format: config.logFormat,
     base: config.workers > 1 ? { worker: workerIndex } : {},
   });
-  const server = await startServer(config, { log });
-
-  const children = new Set<Subprocess>();
+  // Handlers go in before the port opens, so a signal during start-up still drains and exits 0.
+  const { promise: signalled, resolve: onSignalled } = Promise.withResolvers<NodeJS.Signals>();
   let shuttingDown = false;
-  if (workerIndex === 0) {
-    for (let i = 1; i < config.workers; i++) spawnWorker(i, children, log, () => shuttingDown);
-  }
-
-  const { promise, resolve } = Promise.withResolvers<number>();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (shuttingDown) return;
     shuttingDown = true;
-    log.info("shutting down", { signal });
-    for (const child of children) child.kill(signal);
-    void (async () => {
-      await server.stop();
-      await Promise.all([...children].map((c) => c.exited));
-      log.info("stopped");
-      resolve(0);
-    })();
+    onSignalled(signal);
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
-  return promise;
+
+  const server = await startServer(config, { log });
+  const children = new Set<Subprocess>();
+  if (workerIndex === 0 && !shuttingDown) {
+    for (let i = 1; i < config.workers; i++) spawnWorker(i, children, log, () => shuttingDown);
+  }
+
+  const signal = await signalled;
+  log.info("shutting down", { signal });
+  for (const child of children) child.kill(signal);
+  await server.stop();
+  await Promise.all([...children].map((c) => c.exited));
+  log.info("stopped");
+  return 0;
 }
 
 function spawnWorker(index: number, children: Set<Subprocess>, log: Logger, stopping: () => boolean): void {

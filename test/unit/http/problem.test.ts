@@ -5,7 +5,10 @@ import { PROBLEMS, problem, problemType } from "../../../src/http/problem.ts";
 const docs = readFileSync(`${import.meta.dir}/../../../docs/errors.md`, "utf8");
 
 test("every problem code is documented in docs/errors.md with its status, and nothing else is", () => {
-  const documented = [...docs.matchAll(/^\| `([a-z-]+)` \| (\d{3}) \|/gm)].map((m) => [m[1], Number(m[2])]);
+  const documented = [...docs.matchAll(/^\|\s*`([a-z-]+)`\s*\|\s*(\d{3})\s*\|/gm)].map((m) => [
+    m[1],
+    Number(m[2]),
+  ]);
   const table = Object.entries(PROBLEMS).map(([code, { status }]) => [code, status]);
   expect(documented.sort()).toEqual(table.sort());
 });
