@@ -171,7 +171,8 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     }
 
     const subject = claims.sub;
-    if (typeof subject !== "string" || subject === "") return fail("claims", 'claim "sub" is missing or invalid');
+    if (typeof subject !== "string" || subject === "")
+      return fail("claims", 'claim "sub" is missing or invalid');
     if (typeof claims.iat === "number" && claims.iat > clock / 1000 + tolerance) {
       return fail("claims", 'claim "iat" is in the future');
     }
