@@ -38,6 +38,7 @@ import {
   colors,
   formatBytes,
   formatCount,
+  type Paint,
   printJson,
   progressLine,
   quoted,
@@ -376,9 +377,16 @@ function idCell(id: string, width: number): string {
   return id.length > width ? `${id.slice(0, width - 1)}~` : id.padEnd(width);
 }
 
-/** Highlights hour `hour` of a 24-cell string (colour only). */
-function markHour(cells: string, hour: number, paint: (s: string) => string): string {
-  return `${cells.slice(0, hour)}${paint(cells.slice(hour, hour + 1))}${cells.slice(hour + 1)}`;
+/** Colours a 24-cell string cell by cell (`paint` picks each cell's colour), reversing hour `now`. */
+function paintCells(cells: string, now: number, c: Colors, paint: (cell: string) => Paint): string {
+  if (!c.enabled) return cells;
+  let out = "";
+  for (let h = 0; h < cells.length; h++) {
+    const cell = cells[h] as string;
+    const painted = paint(cell)(cell);
+    out += h === now ? c.inverse(painted) : painted;
+  }
+  return out;
 }
 
 function printGrid(group: PreviewGroup, width: number, nowHour: number, c: Colors): string[] {
@@ -391,11 +399,11 @@ function printGrid(group: PreviewGroup, width: number, nowHour: number, c: Color
   ];
   for (const ad of group.ads) {
     const cells = hourCells(ad.mask);
-    const shown = c.enabled ? markHour(c.green(cells), nowHour, c.inverse) : cells;
+    const shown = paintCells(cells, nowHour, c, (cell) => (cell === "·" ? c.dim : c.green));
     lines.push(`  ${idCell(ad.id, width)}  ${shown}  ${windowLabel(ad.start_hour, ad.end_hour)}`);
   }
   const counts = countCells(group.live);
-  const live = c.enabled ? markHour(counts, nowHour, c.inverse) : counts;
+  const live = paintCells(counts, nowHour, c, (cell) => (cell === "·" ? c.red : (s) => s));
   lines.push(`  ${"live".padEnd(width)}  ${live}  ads eligible per hour`);
   lines.push(`${pad}${c.cyan(markerLine(nowHour, `^ now (${String(nowHour).padStart(2, "0")}h UTC)`))}`);
   return lines;
