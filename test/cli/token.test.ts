@@ -11,6 +11,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { type FakeCognito, sigv4Scope, startFakeCognito } from "../fakes/cognito.ts";
 import { cliCommand, runCli } from "../rig.ts";
 import { refreshDistBinary } from "../tui/binary.ts";
+import { HAVE_TMUX, startTerminal } from "../tui/terminal.ts";
 
 const PASSWORD = "correct horse battery staple";
 const ACCESS_KEY = "AKIDADSRVTOKENTEST01";
@@ -328,36 +329,20 @@ describe("adsrv token usage errors exit 2", () => {
   });
 });
 
-describe.skipIf(Bun.which("tmux") === null)("adsrv token on a terminal", () => {
+describe.skipIf(!HAVE_TMUX)("adsrv token on a terminal", () => {
   test("prompts for the password without echoing it", async () => {
-    const server = `adsrv-test-${crypto.randomUUID().slice(0, 8)}`;
+    const term = startTerminal();
     const dir = mkdtempSync(join(tmpdir(), "adsrv-token-"));
     const out = join(dir, "token.txt");
-    const tmux = (...args: string[]) =>
-      Bun.spawnSync(["tmux", "-L", server, "-f", "/dev/null", ...args], { stdout: "pipe", stderr: "pipe" });
-    const capture = () => tmux("capture-pane", "-p", "-t", "t").stdout.toString();
-    const waitFor = async (pred: (pane: string) => boolean): Promise<string> => {
-      const deadline = performance.now() + 10_000;
-      let pane = capture();
-      while (!pred(pane) && performance.now() < deadline) {
-        await Bun.sleep(50);
-        pane = capture();
-      }
-      return pane;
-    };
-    const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-    const env = Object.entries(AWS_ENV)
-      .map(([k, v]) => `${k}=${quote(v)}`)
-      .join(" ");
-    const command = `env ${env} ${cliCommand(baseArgs()).map(quote).join(" ")} > ${quote(out)}; echo "EXIT=$?"; sleep 30`;
     try {
-      expect(tmux("new-session", "-d", "-s", "t", "-x", "100", "-y", "10", command).exitCode).toBe(0);
-      expect(await waitFor((pane) => pane.includes("Password for alice:"))).toContain("Password for alice:");
-      tmux("send-keys", "-t", "t", "-l", PASSWORD);
-      tmux("send-keys", "-t", "t", "Enter");
-      const pane = await waitFor((text) => text.includes("EXIT="));
-      expect(pane).toContain("EXIT=0");
+      term.start("t", { columns: 100, rows: 10 }, cliCommand(baseArgs()), { env: AWS_ENV, stdoutFile: out });
+      await term.waitFor("t", (pane) => pane.includes("Password for alice:"), "the prompt");
+      term.keys("t", "-l", PASSWORD);
+      term.keys("t", "Enter");
+      expect(await term.exitCode("t")).toBe(0);
+      const pane = term.capture("t");
       expect(pane).not.toContain(PASSWORD);
+      expect(pane).toContain("TTY_RESTORED");
       const token = readFileSync(out, "utf8").trim();
       const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(cognito.jwksUrl)), {
         issuer: cognito.issuer,
@@ -365,8 +350,9 @@ describe.skipIf(Bun.which("tmux") === null)("adsrv token on a terminal", () => {
         algorithms: ["RS256"],
       });
       expect(payload.sub).toBe(cognito.subOf("alice"));
+      expect(cognito.calls[0]?.body?.AuthParameters).toEqual({ USERNAME: "alice", PASSWORD });
     } finally {
-      tmux("kill-server");
+      term.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -1,0 +1,104 @@
+/**
+ * A private tmux server for tests that need a real terminal: start a command in a detached
+ * session of a fixed size, type with `send-keys`, read with `capture-pane`, learn its exit code.
+ * Every server has its own socket name (`adsrv-test-<random>`); `close()` kills it.
+ * @module
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export const HAVE_TMUX = Bun.which("tmux") !== null;
+
+/** Single-quotes a word for sh. */
+export function shellQuote(text: string): string {
+  return `'${text.replaceAll("'", `'\\''`)}'`;
+}
+
+export interface Terminal {
+  /**
+   * Runs `argv` in a new session `name`. A wrapper shell checks that the terminal settings after
+   * the command equal those before (printing `TTY_RESTORED`), then prints `EXIT=<code>`; the pane
+   * stays after exit (remain-on-exit) so it can still be read. `env` is set for the command.
+   */
+  start(
+    name: string,
+    size: { readonly columns: number; readonly rows: number },
+    argv: readonly string[],
+    options?: { readonly env?: Readonly<Record<string, string>>; readonly stdoutFile?: string },
+  ): void;
+  /** `tmux send-keys` (key names such as Enter, Down; pass "-l" first for literal text). */
+  keys(name: string, ...keys: string[]): void;
+  capture(name: string): string;
+  /** Polls the pane until `pred` holds (8 s at most); returns it or fails showing the pane. */
+  waitFor(name: string, pred: (text: string) => boolean, what: string): Promise<string>;
+  /** Waits for the command to end; its exit code. */
+  exitCode(name: string): Promise<number>;
+  close(): void;
+}
+
+export function startTerminal(): Terminal {
+  const server = `adsrv-test-${crypto.randomUUID().slice(0, 8)}`;
+  const dir = mkdtempSync(join(tmpdir(), "adsrv-tmux-"));
+  const config = join(dir, "tmux.conf");
+  writeFileSync(config, "set -g remain-on-exit on\nset -g status off\n");
+
+  const tmux = (...args: string[]): { code: number; out: string; err: string } => {
+    const result = Bun.spawnSync(["tmux", "-L", server, "-f", config, ...args], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    return { code: result.exitCode, out: result.stdout.toString(), err: result.stderr.toString() };
+  };
+  const capture = (name: string): string => tmux("capture-pane", "-p", "-t", name).out;
+  const keys = (name: string, ...names: string[]): void => {
+    tmux("send-keys", "-t", name, ...names);
+  };
+  const waitFor = async (name: string, pred: (text: string) => boolean, what: string): Promise<string> => {
+    const deadline = performance.now() + 8_000;
+    for (;;) {
+      const text = capture(name);
+      if (pred(text)) return text;
+      if (performance.now() > deadline) throw new Error(`pane never showed ${what}; it shows:\n${text}`);
+      await Bun.sleep(40);
+    }
+  };
+
+  return {
+    start(name, size, argv, options = {}) {
+      const env = Object.entries(options.env ?? {}).map(([key, value]) => `${key}=${shellQuote(value)}`);
+      const command = [...(env.length > 0 ? ["env", ...env] : []), ...argv.map(shellQuote)].join(" ");
+      const redirect = options.stdoutFile === undefined ? "" : ` > ${shellQuote(options.stdoutFile)}`;
+      // `read` first: tmux is still setting a new pane up when its command starts, and output
+      // written in those first moments can vanish. Once tmux has handled the Enter sent below,
+      // the pane is ready.
+      const script = `read ready; before=$(stty -g); ${command}${redirect}; code=$?; [ "$(stty -g)" = "$before" ] && echo TTY_RESTORED; echo "EXIT=$code"`;
+      const result = tmux(
+        "new-session",
+        "-d",
+        "-s",
+        name,
+        "-x",
+        String(size.columns),
+        "-y",
+        String(size.rows),
+        `sh -c ${shellQuote(script)}`,
+      );
+      if (result.code !== 0) throw new Error(`tmux new-session failed: ${result.err}`);
+      keys(name, "Enter");
+    },
+    keys,
+    capture,
+    waitFor,
+    // The code the wrapper printed: tmux 3.3's #{pane_dead_status} is unreliable here (under
+    // load the server sometimes never reaps the pane's shell and leaves no status).
+    async exitCode(name) {
+      const text = await waitFor(name, (t) => /^EXIT=\d+$/m.test(t), "the exit status");
+      return Number(/^EXIT=(\d+)$/m.exec(text)?.[1]);
+    },
+    close() {
+      tmux("kill-server");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
