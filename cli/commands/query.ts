@@ -131,7 +131,8 @@ export function queryCommand(): Command {
       "after",
       `
 Country and language are sent as typed, so the server's own 400 answers can be seen.
-Credentials are sent when given (X-Api-Key or Authorization: Bearer) and never printed.
+Credentials are sent when given (X-Api-Key or Authorization: Bearer) and never printed;
+prefer ADSRV_API_KEY / ADSRV_TOKEN to the flags, which other local users can see in ps.
 With --count, requests run one after another (the server rotates round-robin, so n ads
 eligible and k*n requests give each ad k times), stopping early if the server is unreachable.
 Exit 0 when every answer was an ad, 1 on a problem answer (404 no-fill, 400, 503, ...) or an
