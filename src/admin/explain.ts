@@ -1,0 +1,85 @@
+/**
+ * `/debug/decide`: the decision a request would get, and for every ad of the country and
+ * language why it is or is not eligible at that hour. Pure: the caller passes the snapshot and
+ * the hour; the rotation counter is read, never advanced.
+ * @module
+ */
+import type { Snapshot } from "../catalog/snapshot.ts";
+import { choose, eligible, type NoFillReason } from "../decision/decide.ts";
+import { hourMask, isAvailable } from "../decision/hours.ts";
+
+export type EligibilityReason = "outside_hours" | "chosen" | "eligible";
+
+export interface AdExplanation {
+  readonly id: string;
+  readonly eligible: boolean;
+  readonly reason: EligibilityReason;
+  /** The UTC window the ad runs in, e.g. `18:00–01:59 UTC`. */
+  readonly runs: string;
+  readonly start_hour: number;
+  readonly end_hour: number;
+  readonly video_url: string;
+}
+
+export type ExplainedDecision =
+  | { readonly outcome: "fill"; readonly id: string; readonly video_url: string }
+  | { readonly outcome: "nofill"; readonly reason: NoFillReason };
+
+export interface Explanation {
+  readonly country: string;
+  readonly lang: string;
+  readonly hour: number;
+  readonly catalog_version: string;
+  readonly decision: ExplainedDecision;
+  /** Every ad of this country and language, in catalog order. */
+  readonly ads: readonly AdExplanation[];
+}
+
+const pad = (h: number): string => String(h).padStart(2, "0");
+
+/** The hours an ad with this window runs, as text: `06:00–13:59 UTC`, `all day`, `never`. */
+export function windowText(start: number, end: number): string {
+  const mask = hourMask(start, end);
+  if (mask === 0) return "never";
+  if (mask === 0xffffff) return "all day (00:00–23:59 UTC)";
+  // A window is one run of hours modulo 24: it begins at an hour whose predecessor is off.
+  let first = 0;
+  while (!(mask & (1 << first) && !(mask & (1 << ((first + 23) % 24))))) first++;
+  let last = first;
+  while (mask & (1 << ((last + 1) % 24))) last = (last + 1) % 24;
+  return `${pad(first)}:00–${pad(last)}:59 UTC`;
+}
+
+export function explain(snapshot: Snapshot, country: string, lang: string, hour: number): Explanation {
+  const found = eligible(snapshot, country, lang, hour);
+  let chosenId: string | null = null;
+  let decision: ExplainedDecision;
+  const ads = snapshot.ads.filter((ad) => ad.country === country && ad.lang === lang);
+  if (found.kind === "ads") {
+    const entry = choose(found.ads, snapshot.rotation[found.slot] ?? 0);
+    chosenId = entry.id;
+    const ad = ads.find((a) => a.id === entry.id);
+    decision = { outcome: "fill", id: entry.id, video_url: ad?.video_url ?? "" };
+  } else {
+    decision = { outcome: "nofill", reason: found.reason };
+  }
+  return {
+    country,
+    lang,
+    hour,
+    catalog_version: snapshot.version,
+    decision,
+    ads: ads.map((ad) => {
+      const on = isAvailable(ad.start_hour, ad.end_hour, hour);
+      return {
+        id: ad.id,
+        eligible: on,
+        reason: !on ? "outside_hours" : ad.id === chosenId ? "chosen" : "eligible",
+        runs: windowText(ad.start_hour, ad.end_hour),
+        start_hour: ad.start_hour,
+        end_hour: ad.end_hour,
+        video_url: ad.video_url,
+      };
+    }),
+  };
+}
