@@ -32,11 +32,10 @@ export const CONTAINER_NAME = "adsrv";
 export const HEALTHZ_PATH = "/healthz";
 export const READYZ_PATH = "/readyz";
 
-/** The container health check: the adsrv executable run as the Bun CLI fetching `/healthz`, so the image needs no curl. */
+/** The container health check: the same probe as the Dockerfile's HEALTHCHECK (ECS ignores that one). */
 export function healthCheckCommand(settings: Settings): string[] {
   const url = `http://127.0.0.1:${settings.containerPort}${HEALTHZ_PATH}`;
-  const script = `fetch('${url}',{signal:AbortSignal.timeout(3000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))`;
-  return ["CMD-SHELL", `BUN_BE_BUN=1 ${settings.adsrvBinary} -e "${script}" || exit 1`];
+  return ["CMD-SHELL", `curl -fsS --max-time 3 ${url} >/dev/null || exit 1`];
 }
 
 export class AdsrvService extends Construct {
@@ -122,7 +121,6 @@ export class AdsrvService extends Construct {
           settings.cpuArchitecture === "ARM64" ? ecs.CpuArchitecture.ARM64 : ecs.CpuArchitecture.X86_64,
         operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
       },
-      volumes: [{ name: "tmp" }],
     });
     const linux = new ecs.LinuxParameters(this, "Linux", { initProcessEnabled: true });
     linux.dropCapabilities(ecs.Capability.ALL);
@@ -138,7 +136,7 @@ export class AdsrvService extends Construct {
     if (this.impressionKey !== null)
       secrets.ADSRV_IMPRESSION_KEY = ecs.Secret.fromSecretsManager(this.impressionKey);
 
-    const container = this.taskDefinition.addContainer(CONTAINER_NAME, {
+    this.taskDefinition.addContainer(CONTAINER_NAME, {
       image: ecs.ContainerImage.fromEcrRepository(repository, this.imageTag.valueAsString),
       essential: true,
       portMappings: [{ containerPort: settings.containerPort, protocol: ecs.Protocol.TCP, name: "http" }],
@@ -166,11 +164,13 @@ export class AdsrvService extends Construct {
         retries: 3,
         startPeriod: Duration.seconds(20),
       },
-      readonlyRootFilesystem: true,
+      // The root filesystem stays writable: the image runs as uid 10001 and keeps its last good
+      // catalog in ADSRV_STATE_DIR (/var/lib/adsrv), and Fargate bind mounts are root-owned, so a
+      // read-only root would turn every save into an error. No capabilities, no privilege.
+      readonlyRootFilesystem: false,
       linuxParameters: linux,
       stopTimeout: Duration.seconds(drainSeconds(settings)),
     });
-    container.addMountPoints({ sourceVolume: "tmp", containerPath: "/tmp", readOnly: false });
 
     // Widened to the interface: see Network.vpc.
     const cluster = new ecs.Cluster(this, "Cluster", { vpc }) as ecs.ICluster;

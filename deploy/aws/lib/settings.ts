@@ -39,8 +39,6 @@ export interface Settings {
    * the first `cdk deploy` must name a tag (`--parameters ImageTag=…`) and later ones reuse it.
    */
   readonly imageTag: string | null;
-  /** Path of the adsrv executable inside the image (used by the container health check). */
-  readonly adsrvBinary: string;
   readonly containerPort: number;
   readonly cpu: number;
   readonly memoryMiB: number;
@@ -93,7 +91,6 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   stackName: "Adsrv",
   ecrRepository: "adsrv",
   imageTag: null,
-  adsrvBinary: "/usr/local/bin/adsrv",
   containerPort: 8080,
   cpu: 1024,
   memoryMiB: 2048,
@@ -270,7 +267,6 @@ export function readSettings(ctx: ContextSource): Settings {
     stackName: str(ctx, "stackName", d.stackName),
     ecrRepository: str(ctx, "ecrRepository", d.ecrRepository),
     imageTag: imageTag(ctx),
-    adsrvBinary: str(ctx, "adsrvBinary", d.adsrvBinary),
     containerPort: int(ctx, "containerPort", d.containerPort, 1024, 65535),
     cpu,
     memoryMiB,
