@@ -5,6 +5,7 @@
  * @module
  */
 import { DEFAULT_LIMITS, type FetchLimits } from "./catalog/upstream.ts";
+import { isLoopback, parseCidr } from "./http/edge.ts";
 import type { Level } from "./telemetry/log.ts";
 
 export class ConfigError extends Error {
@@ -27,6 +28,27 @@ export interface Config {
   readonly shutdownGraceSeconds: number;
   readonly logLevel: Level;
   readonly logFormat: "json" | "text";
+  /** TOML file of API-key clients (`--api-keys`). */
+  readonly apiKeysFile: string | null;
+  readonly jwt: JwtConfig | null;
+  /** Serve without authentication on a non-loopback address. */
+  readonly allowAnonymous: boolean;
+  /** CIDR blocks whose `X-Forwarded-For` is believed. */
+  readonly trustedProxies: readonly string[];
+  /** Default per-client rate (requests/second) and burst; null = no limit. */
+  readonly rateLimit: { readonly rate: number; readonly burst: number } | null;
+  /** Requests in flight above which new ones get 503. */
+  readonly maxInFlight: number;
+  /** Deadline for requests that await (JWT verification), ms. */
+  readonly requestTimeoutMs: number;
+  readonly tls: { readonly cert: string; readonly key: string } | null;
+}
+
+export interface JwtConfig {
+  readonly jwksUrl: string;
+  readonly issuer: string;
+  readonly audience: readonly string[];
+  readonly algorithms: readonly string[];
 }
 
 export const DEFAULTS: Config = Object.freeze({
@@ -39,6 +61,14 @@ export const DEFAULTS: Config = Object.freeze({
   shutdownGraceSeconds: 10,
   logLevel: "info",
   logFormat: "json",
+  apiKeysFile: null,
+  jwt: null,
+  allowAnonymous: false,
+  trustedProxies: [],
+  rateLimit: null,
+  maxInFlight: 512,
+  requestTimeoutMs: 500,
+  tls: null,
 });
 
 /** `ADDR:PORT`, `:PORT` (loopback), or `[v6]:PORT`. Port 0 picks a free port. */
@@ -95,11 +125,70 @@ export function parseLogFormat(value: string): "json" | "text" {
   throw new ConfigError(`log format must be json or text, got ${JSON.stringify(value)}`);
 }
 
-/** Builds a Config from partial values (already parsed) over the defaults. */
+/** A CIDR block (`10.0.0.0/8`, `::1/128`) or a single address. */
+export function parseTrustedProxy(value: string): string {
+  try {
+    parseCidr(value);
+  } catch (error) {
+    throw new ConfigError(`--trusted-proxy: ${(error as Error).message}`);
+  }
+  return value;
+}
+
+/** Comma-separated JWS algorithms; asymmetric only (never `none` or HS*). */
+export function parseAlgorithms(value: string): string[] {
+  const allowed = new Set([
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+  ]);
+  const list = value.split(",").map((a) => a.trim());
+  for (const alg of list) {
+    if (!allowed.has(alg))
+      throw new ConfigError(`JWT algorithm ${JSON.stringify(alg)} is not an accepted asymmetric algorithm`);
+  }
+  return list;
+}
+
+/** Builds a Config from partial values (already parsed) over the defaults, and checks it as a whole. */
 export function makeConfig(partial: Partial<Config> = {}): Config {
   const config = { ...DEFAULTS, ...partial, fetch: { ...DEFAULTS.fetch, ...partial.fetch } };
   if (config.workers > 1 && config.listen.port === 0) {
     throw new ConfigError("--workers above 1 needs a fixed --listen port (workers share it)");
   }
+  const authenticated = config.apiKeysFile !== null || config.jwt !== null;
+  if (!authenticated && !config.allowAnonymous && !isLoopback(config.listen.host)) {
+    throw new ConfigError(
+      `refusing to serve anonymously on ${config.listen.host}: configure --api-keys or --jwt-*, or pass --allow-anonymous`,
+    );
+  }
   return Object.freeze(config);
+}
+
+/** JWT settings from the three flags: all or none. */
+export function makeJwtConfig(
+  jwksUrl: string | undefined,
+  issuer: string | undefined,
+  audience: string | undefined,
+  algorithms: readonly string[],
+): JwtConfig | null {
+  const given = [jwksUrl, issuer, audience].filter((v) => v !== undefined).length;
+  if (given === 0) return null;
+  if (jwksUrl === undefined || issuer === undefined || audience === undefined) {
+    throw new ConfigError("JWT needs all of --jwt-jwks-url, --jwt-issuer and --jwt-audience");
+  }
+  if (!/^https?:\/\//i.test(jwksUrl)) throw new ConfigError("--jwt-jwks-url must be an http(s) URL");
+  const audiences = audience
+    .split(",")
+    .map((a) => a.trim())
+    .filter((a) => a !== "");
+  if (audiences.length === 0) throw new ConfigError("--jwt-audience is empty");
+  return { jwksUrl, issuer, audience: audiences, algorithms };
 }

@@ -3,11 +3,17 @@
  * Bun.serve only wires the route functions of http/routes.ts.
  * @module
  */
+import { readFileSync } from "node:fs";
+import { KeyStore } from "./auth/apikey.ts";
+import { Gate } from "./auth/gate.ts";
+import { createJwtVerifier } from "./auth/jwt.ts";
 import sample from "./catalog/sample-catalog.json";
 import { buildSnapshot } from "./catalog/snapshot.ts";
 import { validateCatalog } from "./catalog/validate.ts";
-import type { Config } from "./config.ts";
+import { type Config, ConfigError } from "./config.ts";
+import { clientAddress, isLoopback, requestIds } from "./http/edge.ts";
 import { problem } from "./http/problem.ts";
+import { RateLimiter } from "./http/ratelimit.ts";
 import { makeRoutes } from "./http/routes.ts";
 import { CatalogHolder } from "./sync/holder.ts";
 import { CatalogSync, type SyncOutcome } from "./sync/loop.ts";
@@ -20,6 +26,8 @@ export interface ServerDeps {
   readonly onSyncOutcome?: (outcome: SyncOutcome) => void;
   /** First retry delay after a failed sync, ms. */
   readonly initialBackoffMs?: number;
+  /** How often the API keys file is checked for changes, ms (default 1000). */
+  readonly keysPollMs?: number;
 }
 
 export interface RunningServer {
@@ -31,6 +39,8 @@ export interface RunningServer {
   readonly ready: Promise<void>;
   /** Stops accepting, lets in-flight requests finish within the grace period, then closes. */
   stop(): Promise<void>;
+  /** Re-reads the TLS certificate and key (SIGHUP). */
+  reloadTls(): void;
 }
 
 /** The sample catalog built into the executable. */
@@ -67,11 +77,66 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     });
   }
 
+  const keys =
+    config.apiKeysFile === null
+      ? null
+      : await KeyStore.open(config.apiKeysFile, {
+          logger: log,
+          ...(deps.keysPollMs ? { pollMs: deps.keysPollMs } : {}),
+        });
+  const jwt =
+    config.jwt === null
+      ? null
+      : createJwtVerifier({
+          jwksUrl: config.jwt.jwksUrl,
+          issuer: config.jwt.issuer,
+          audience: config.jwt.audience,
+          algorithms: config.jwt.algorithms,
+          now,
+          logger: log,
+        });
+  const gate = new Gate(keys, jwt);
+  if (!gate.enabled && !isLoopback(config.listen.host)) {
+    log.warn("serving without authentication on a non-loopback address (--allow-anonymous)", {
+      host: config.listen.host,
+    });
+  }
+  const limiter = config.rateLimit === null ? null : new RateLimiter(config.rateLimit);
+  // Failed authentications: 20 per minute per address, then 429.
+  const authFailures = gate.enabled ? new RateLimiter({ rate: 20 / 60, burst: 20 }) : null;
+  const sweeper = setInterval(() => {
+    limiter?.sweep(now());
+    authFailures?.sweep(now());
+  }, 60_000);
+  sweeper.unref();
+  const tlsOptions = () => {
+    if (config.tls === null) return undefined;
+    try {
+      return {
+        cert: readFileSync(config.tls.cert, "utf8"),
+        key: readFileSync(config.tls.key, "utf8"),
+        minVersion: "TLSv1.2",
+      } as const;
+    } catch (error) {
+      throw new ConfigError(
+        `cannot read the TLS certificate or key: ${(error as NodeJS.ErrnoException).code ?? "error"}`,
+      );
+    }
+  };
+
   const { routes, fallback } = makeRoutes({
     holder,
     now,
     retryAfterSeconds: Math.max(1, Math.min(5, Math.ceil(config.refreshSeconds))),
     draining: () => draining,
+    gate,
+    limiter,
+    authFailures,
+    requestId: requestIds(),
+    clientAddress: clientAddress(config.trustedProxies),
+    maxPending: config.maxInFlight,
+    requestTimeoutMs: config.requestTimeoutMs,
+    log,
   });
 
   // The port opens at once; the first load runs beside it (503 `no-catalog` until it lands).
@@ -83,7 +148,9 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
           (error: unknown) => log.error("first catalog load crashed", { error: String(error).slice(0, 200) }),
         );
 
+  const tls = tlsOptions();
   const server = Bun.serve({
+    ...(tls === undefined ? {} : { tls }),
     hostname: config.listen.host,
     port: config.listen.port,
     reusePort: config.workers > 1,
@@ -100,13 +167,27 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
 
   const port = server.port ?? config.listen.port;
   const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
-  log.info("listening", { url: `http://${host}:${port}`, workers: config.workers });
+  const url = `${tls === undefined ? "http" : "https"}://${host}:${port}`;
+  log.info("listening", { url, workers: config.workers, auth: gate.enabled });
+
+  const reloadTls = (): void => {
+    if (config.tls === null) return;
+    try {
+      const next = tlsOptions();
+      server.reload({ routes, fetch: fallback, ...(next === undefined ? {} : { tls: next }) });
+      log.info("TLS certificate reloaded");
+    } catch (error) {
+      log.error("TLS reload failed; keeping the current certificate", { error: String(error).slice(0, 200) });
+    }
+  };
 
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       draining = true;
       sync?.stop();
+      gate.stop();
+      clearInterval(sweeper);
       const grace = config.shutdownGraceSeconds * 1000;
       let timer: ReturnType<typeof setTimeout> | undefined;
       const graceful = server.stop(false).then(() => "done" as const);
@@ -122,5 +203,5 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     return stopping;
   };
 
-  return { url: `http://${host}:${port}`, port, holder, sync, ready, stop };
+  return { url, port, holder, sync, ready, stop, reloadTls };
 }

@@ -8,20 +8,23 @@ import {
   ConfigError,
   DEFAULTS,
   makeConfig,
+  makeJwtConfig,
+  parseAlgorithms,
   parseCount,
   parseLevel,
   parseListen,
   parseLogFormat,
   parsePositive,
   parseSource,
+  parseTrustedProxy,
 } from "../../src/config.ts";
 import { runServe } from "../../src/lifecycle.ts";
 
 /** Turns a ConfigError into commander's usage error (exit 2, one line). */
-function arg<T>(parse: (value: string) => T): (value: string) => T {
-  return (value) => {
+function arg<T>(parse: (value: string, previous: T) => T): (value: string, previous: T) => T {
+  return (value, previous) => {
     try {
-      return parse(value);
+      return parse(value, previous);
     } catch (error) {
       if (error instanceof ConfigError) throw new InvalidArgumentError(error.message);
       throw error;
@@ -41,6 +44,23 @@ interface ServeOptions {
   shutdownGrace: number;
   logLevel: Config["logLevel"];
   logFormat: Config["logFormat"];
+  apiKeys?: string;
+  jwtJwksUrl?: string;
+  jwtIssuer?: string;
+  jwtAudience?: string;
+  jwtAlgorithms: string[];
+  allowAnonymous: boolean;
+  trustedProxy: string[];
+  rateLimit?: number;
+  rateBurst?: number;
+  maxInFlight: number;
+  requestTimeout: number;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+function collect(parse: (value: string) => string): (value: string, previous: string[]) => string[] {
+  return (value, previous) => [...previous, ...value.split(",").map((v) => parse(v.trim()))];
 }
 
 /** Options → Config. Exported for tests. */
@@ -59,7 +79,30 @@ export function serveConfig(opts: ServeOptions): Config {
     shutdownGraceSeconds: opts.shutdownGrace,
     logLevel: opts.logLevel,
     logFormat: opts.logFormat,
+    apiKeysFile: opts.apiKeys ?? null,
+    jwt: makeJwtConfig(opts.jwtJwksUrl, opts.jwtIssuer, opts.jwtAudience, opts.jwtAlgorithms),
+    allowAnonymous: opts.allowAnonymous,
+    trustedProxies: opts.trustedProxy,
+    rateLimit: rateLimit(opts.rateLimit, opts.rateBurst),
+    maxInFlight: opts.maxInFlight,
+    requestTimeoutMs: opts.requestTimeout * 1000,
+    tls: tls(opts.tlsCert, opts.tlsKey),
   });
+}
+
+function rateLimit(rate: number | undefined, burst: number | undefined): Config["rateLimit"] {
+  if (rate === undefined) {
+    if (burst !== undefined) throw new ConfigError("--rate-burst needs --rate-limit");
+    return null;
+  }
+  return { rate, burst: burst ?? Math.max(1, Math.ceil(rate)) };
+}
+
+function tls(cert: string | undefined, key: string | undefined): Config["tls"] {
+  if (cert === undefined && key === undefined) return null;
+  if (cert === undefined || key === undefined)
+    throw new ConfigError("TLS needs both --tls-cert and --tls-key");
+  return { cert, key };
 }
 
 export function serveCommand(): Command {
@@ -133,6 +176,67 @@ export function serveCommand(): Command {
         .argParser(arg(parseLogFormat))
         .default(d.logFormat),
     )
+    .addOption(
+      new Option(
+        "--api-keys <file>",
+        "TOML file of API-key clients ([[client]] name, key_sha256, rate_limit)",
+      ).env("ADSRV_API_KEYS"),
+    )
+    .addOption(new Option("--jwt-jwks-url <url>", "JWKS URL of the token issuer").env("ADSRV_JWT_JWKS_URL"))
+    .addOption(new Option("--jwt-issuer <iss>", "required iss claim").env("ADSRV_JWT_ISSUER"))
+    .addOption(
+      new Option("--jwt-audience <aud>", "accepted aud (or Cognito client_id), comma-separated").env(
+        "ADSRV_JWT_AUDIENCE",
+      ),
+    )
+    .addOption(
+      new Option("--jwt-algorithms <list>", "accepted signature algorithms, comma-separated")
+        .env("ADSRV_JWT_ALGORITHMS")
+        .argParser(arg(parseAlgorithms))
+        .default(["RS256", "ES256"], "RS256,ES256"),
+    )
+    .addOption(
+      new Option("--allow-anonymous", "serve without authentication on a non-loopback address")
+        .env("ADSRV_ALLOW_ANONYMOUS")
+        .default(false),
+    )
+    .addOption(
+      new Option(
+        "--trusted-proxy <cidr>",
+        "proxies whose X-Forwarded-For is believed (repeat or comma-separate)",
+      )
+        .env("ADSRV_TRUSTED_PROXY")
+        .argParser(arg(collect(parseTrustedProxy)))
+        .default([], "none"),
+    )
+    .addOption(
+      new Option("--rate-limit <per-second>", "default requests per second per client (no limit if unset)")
+        .env("ADSRV_RATE_LIMIT")
+        .argParser(arg((v) => parsePositive("--rate-limit", v))),
+    )
+    .addOption(
+      new Option("--rate-burst <n>", "bucket size per client (default: one second's worth)")
+        .env("ADSRV_RATE_BURST")
+        .argParser(arg((v) => parseCount("--rate-burst", v))),
+    )
+    .addOption(
+      new Option("--max-in-flight <n>", "requests in flight above which new ones get 503")
+        .env("ADSRV_MAX_IN_FLIGHT")
+        .argParser(arg((v) => parseCount("--max-in-flight", v)))
+        .default(d.maxInFlight),
+    )
+    .addOption(
+      new Option("--request-timeout <seconds>", "deadline for requests that wait on token verification")
+        .env("ADSRV_REQUEST_TIMEOUT")
+        .argParser(arg((v) => parsePositive("--request-timeout", v)))
+        .default(d.requestTimeoutMs / 1000),
+    )
+    .addOption(
+      new Option("--tls-cert <file>", "PEM certificate chain (TLS 1.2+; reloaded on SIGHUP)").env(
+        "ADSRV_TLS_CERT",
+      ),
+    )
+    .addOption(new Option("--tls-key <file>", "PEM private key").env("ADSRV_TLS_KEY"))
     .addHelpText(
       "after",
       `
@@ -150,6 +254,12 @@ Examples:
         if (error instanceof ConfigError) command.error(`error: ${error.message}`, { exitCode: 2 });
         throw error;
       }
-      process.exitCode = await runServe(config);
+      try {
+        process.exitCode = await runServe(config);
+      } catch (error) {
+        // Bad files named by the configuration (keys file, TLS) are found before the port opens.
+        if (error instanceof ConfigError) command.error(`error: ${error.message}`, { exitCode: 2 });
+        throw error;
+      }
     });
 }

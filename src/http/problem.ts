@@ -7,10 +7,16 @@ import { SECURITY_HEADERS } from "./headers.ts";
 
 export const PROBLEMS = {
   "invalid-param": { status: 400, title: "Invalid request parameter" },
+  "invalid-request": { status: 400, title: "Invalid request" },
+  unauthorized: { status: 401, title: "Authentication required" },
   "not-found": { status: 404, title: "Not found" },
   "no-fill": { status: 404, title: "No ad available" },
   "method-not-allowed": { status: 405, title: "Method not allowed" },
+  "uri-too-long": { status: 414, title: "Request target too long" },
+  "rate-limited": { status: 429, title: "Too many requests" },
   "no-catalog": { status: 503, title: "No catalog loaded yet" },
+  overloaded: { status: 503, title: "Server overloaded" },
+  "auth-unavailable": { status: 503, title: "Authentication temporarily unavailable" },
   "shutting-down": { status: 503, title: "Server is shutting down" },
   internal: { status: 500, title: "Internal server error" },
 } as const satisfies Record<string, { status: number; title: string }>;
@@ -51,11 +57,9 @@ export function prebuiltProblem(
   detail: string,
   extra: Readonly<Record<string, string>> = {},
   headers: Readonly<Record<string, string>> = {},
-): () => Response {
+): (requestId: string) => Response {
   const body = JSON.stringify(problemBody(code, detail, extra));
-  const init = {
-    status: PROBLEMS[code].status,
-    headers: { ...SECURITY_HEADERS, "Content-Type": "application/problem+json", ...headers },
-  };
-  return () => new Response(body, init);
+  const status = PROBLEMS[code].status;
+  const fixed = { ...SECURITY_HEADERS, "Content-Type": "application/problem+json", ...headers };
+  return (requestId) => new Response(body, { status, headers: { ...fixed, "X-Request-Id": requestId } });
 }

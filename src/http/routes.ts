@@ -1,17 +1,29 @@
 /**
  * The HTTP application as plain functions: `Bun.serve` only wires them (see server.ts).
  *
- * `/ad_request` stages, in order: query parse → snapshot read (once) → eligible → choose →
- * prebuilt body. No await, no I/O.
+ * `/ad_request` stages, in this order (each may answer early):
+ *   1. request id      X-Request-Id from the caller if well formed, else generated
+ *   2. shed            more than `maxPending` requests in flight → 503 overloaded
+ *   3. size            target over MAX_TARGET → 414; a body on GET → 400
+ *   4. authenticate    API key or JWT when configured → 401 / 503 (failures per IP → 429)
+ *   5. rate limit      token bucket per client (key name, JWT subject, or IP) → 429
+ *   6. parse query     strict → 400 naming the parameter
+ *   7. decide          snapshot read once → eligible → choose → prebuilt body
+ * Only the JWT branch of stage 4 awaits (raced against `requestTimeoutMs`); the rest is synchronous.
  * @module
  */
+import type { Server } from "bun";
+import type { AuthOutcome, Gate, Principal } from "../auth/gate.ts";
 import type { Snapshot } from "../catalog/snapshot.ts";
 import { choose, eligible } from "../decision/decide.ts";
 import { utcHour } from "../decision/hours.ts";
 import type { CatalogHolder } from "../sync/holder.ts";
-import { JSON_HEADERS, SECURITY_HEADERS } from "./headers.ts";
+import type { Logger } from "../telemetry/log.ts";
+import { hasBody, MAX_TARGET } from "./edge.ts";
+import { SECURITY_HEADERS } from "./headers.ts";
 import { prebuiltProblem, problem } from "./problem.ts";
 import { parseAdQuery, searchOf } from "./query.ts";
+import { makePolicy, type RateLimiter, type RatePolicy, rateLimitHeaders } from "./ratelimit.ts";
 
 export interface RouteDeps {
   readonly holder: CatalogHolder;
@@ -21,9 +33,21 @@ export interface RouteDeps {
   readonly retryAfterSeconds: number;
   /** True once shutdown began: readiness turns 503 so balancers stop sending. */
   readonly draining: () => boolean;
+  readonly gate: Gate;
+  /** Per-client token buckets, or null for no rate limit. */
+  readonly limiter: RateLimiter | null;
+  /** Per-IP buckets of failed authentications, or null. */
+  readonly authFailures: RateLimiter | null;
+  readonly requestId: (req: Request) => string;
+  readonly clientAddress: (req: Request, peer: string | null) => string;
+  /** Requests in flight above which new ones are shed with 503. */
+  readonly maxPending: number;
+  /** Deadline for the awaited (JWT) branch, ms. */
+  readonly requestTimeoutMs: number;
+  readonly log: Logger;
 }
 
-type Handler = (req: Request) => Response;
+type Handler = (req: Request, server: Server<undefined>) => Response | Promise<Response>;
 
 /** Paths and the methods they answer (HEAD is derived from GET by Bun). */
 export const ALLOWED: Readonly<Record<string, string>> = {
@@ -38,9 +62,22 @@ export function makeRoutes(deps: RouteDeps): {
   readonly routes: Readonly<Record<string, { GET: Handler }>>;
   readonly fallback: Handler;
 } {
+  const { log } = deps;
   const retry = { "Retry-After": String(deps.retryAfterSeconds) };
   const noCatalog = prebuiltProblem("no-catalog", "no catalog has been loaded yet; retry later", {}, retry);
   const shuttingDown = prebuiltProblem("shutting-down", "this instance is draining", {}, retry);
+  const overloaded = prebuiltProblem(
+    "overloaded",
+    "the server is at capacity; retry shortly",
+    {},
+    { "Retry-After": "1" },
+  );
+  const tooLong = prebuiltProblem("uri-too-long", `the request target is over ${MAX_TARGET} characters`);
+  const bodyOnGet = prebuiltProblem("invalid-request", "GET requests must not carry a body");
+  const keyInQuery = prebuiltProblem(
+    "invalid-request",
+    "send API keys in the X-Api-Key header, never in the URL",
+  );
   const noAdForKey = prebuiltProblem("no-fill", "no ad targets this country and language", {
     reason: "no_ad_for_country_lang",
   });
@@ -53,46 +90,147 @@ export function makeRoutes(deps: RouteDeps): {
   );
   const notFound = prebuiltProblem("not-found", "no such route");
 
-  const adRequest: Handler = (req) => {
-    const parsed = parseAdQuery(searchOf(req.url));
+  /** Policies of API-key clients with their own rate, built once per distinct rate. */
+  const policies = new Map<number, RatePolicy>();
+  const policyFor = (principal: Principal): RatePolicy | undefined => {
+    if (principal.kind !== "key" || principal.rateLimit === undefined) return undefined;
+    let policy = policies.get(principal.rateLimit);
+    if (policy === undefined) {
+      policy = makePolicy(principal.rateLimit);
+      policies.set(principal.rateLimit, policy);
+    }
+    return policy;
+  };
+
+  const limitKey = (principal: Principal, req: Request, server: Server<undefined>): string => {
+    if (principal.kind === "anonymous")
+      return `ip:${deps.clientAddress(req, server.requestIP(req)?.address ?? null)}`;
+    return `${principal.kind}:${principal.id}`;
+  };
+
+  const decide = (req: Request, server: Server<undefined>, rid: string, principal: Principal): Response => {
+    let rateHeaders: Record<string, string> | null = null;
+    if (deps.limiter !== null) {
+      const taken = deps.limiter.take(limitKey(principal, req, server), deps.now(), policyFor(principal));
+      rateHeaders = rateLimitHeaders(taken);
+      if (!taken.ok) {
+        return problem(
+          "rate-limited",
+          "too many requests; slow down",
+          {},
+          { ...rateHeaders, "X-Request-Id": rid },
+        );
+      }
+    }
+    const search = searchOf(req.url);
+    const parsed = parseAdQuery(search);
     if (!parsed.ok) {
-      return problem("invalid-param", parsed.error.detail, { param: parsed.error.param });
+      if (search.includes("api_key=")) return keyInQuery(rid);
+      return problem(
+        "invalid-param",
+        parsed.error.detail,
+        { param: parsed.error.param },
+        { "X-Request-Id": rid },
+      );
     }
     const snapshot: Snapshot | null = deps.holder.current;
-    if (snapshot === null) return noCatalog();
+    if (snapshot === null) return noCatalog(rid);
     const { country, lang } = parsed.query;
     const found = eligible(snapshot, country, lang, utcHour(deps.now()));
     if (found.kind === "nofill") {
-      return found.reason === "outside_hours" ? outsideHours() : noAdForKey();
+      return found.reason === "outside_hours" ? outsideHours(rid) : noAdForKey(rid);
     }
     const tick = snapshot.rotation[found.slot] ?? 0;
     snapshot.rotation[found.slot] = tick + 1;
-    return new Response(choose(found.ads, tick).body, { headers: JSON_HEADERS });
+    const headers: Record<string, string> = {
+      "Content-Type": "application/json",
+      "Cache-Control": "no-store",
+      "X-Content-Type-Options": "nosniff",
+      "X-Frame-Options": "DENY",
+      "Content-Security-Policy": "frame-ancestors 'none'",
+      "X-Request-Id": rid,
+    };
+    if (rateHeaders !== null) Object.assign(headers, rateHeaders);
+    return new Response(choose(found.ads, tick).body, { headers });
   };
 
-  const healthz: Handler = () => new Response("ok\n", { headers: TEXT_HEADERS });
+  const afterAuth = (req: Request, server: Server<undefined>, rid: string, auth: AuthOutcome): Response => {
+    if (auth.ok) return decide(req, server, rid, auth.principal);
+    const ip = deps.clientAddress(req, server.requestIP(req)?.address ?? null);
+    log.warn("authentication failed", { request_id: rid, reason: auth.reason, client: ip });
+    if (deps.authFailures !== null) {
+      const taken = deps.authFailures.take(`ip:${ip}`, deps.now());
+      if (!taken.ok) {
+        return problem(
+          "rate-limited",
+          "too many failed authentications from this address",
+          {},
+          {
+            ...rateLimitHeaders(taken, "auth-failures"),
+            "X-Request-Id": rid,
+          },
+        );
+      }
+    }
+    const code = auth.status === 503 ? "auth-unavailable" : "unauthorized";
+    return problem(code, auth.detail, {}, { ...auth.headers, "X-Request-Id": rid });
+  };
 
-  const readyz: Handler = () => {
-    if (deps.draining()) return shuttingDown();
+  const withDeadline = (pending: Promise<Response>, rid: string): Promise<Response> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<Response>((resolve) => {
+      timer = setTimeout(() => resolve(overloaded(rid)), deps.requestTimeoutMs);
+    });
+    return Promise.race([pending, late]).finally(() => clearTimeout(timer));
+  };
+
+  const adRequest: Handler = (req, server) => {
+    const rid = deps.requestId(req);
+    if (server.pendingRequests > deps.maxPending) return overloaded(rid);
+    if (req.url.length > MAX_TARGET + 512 || searchOf(req.url).length > MAX_TARGET) return tooLong(rid);
+    if (hasBody(req)) return bodyOnGet(rid);
+    const auth = deps.gate.check(req);
+    if (auth instanceof Promise)
+      return withDeadline(
+        auth.then((a) => afterAuth(req, server, rid, a)),
+        rid,
+      );
+    return afterAuth(req, server, rid, auth);
+  };
+
+  const healthz: Handler = (req) =>
+    new Response("ok\n", { headers: { ...TEXT_HEADERS, "X-Request-Id": deps.requestId(req) } });
+
+  const readyz: Handler = (req) => {
+    const rid = deps.requestId(req);
+    if (deps.draining()) return shuttingDown(rid);
     const snapshot = deps.holder.current;
-    if (snapshot === null) return noCatalog();
+    if (snapshot === null) return noCatalog(rid);
     const body = JSON.stringify({
       status: "ready",
       catalog_version: snapshot.version,
       ads: snapshot.ads.length,
     });
-    return new Response(body, { headers: JSON_HEADERS });
+    return new Response(body, {
+      headers: { ...SECURITY_HEADERS, "Content-Type": "application/json", "X-Request-Id": rid },
+    });
   };
 
   const fallback: Handler = (req) => {
+    const rid = deps.requestId(req);
     const q = req.url.indexOf("?");
     const pathStart = req.url.indexOf("/", req.url.indexOf("//") + 2);
     const path = req.url.slice(pathStart, q < 0 ? undefined : q);
     const allow = ALLOWED[path];
     if (allow !== undefined) {
-      return problem("method-not-allowed", `this route answers ${allow} only`, {}, { Allow: allow });
+      return problem(
+        "method-not-allowed",
+        `this route answers ${allow} only`,
+        {},
+        { Allow: allow, "X-Request-Id": rid },
+      );
     }
-    return notFound();
+    return notFound(rid);
   };
 
   return {

@@ -15,6 +15,8 @@ export interface Logger {
   info(msg: string, fields?: Fields): void;
   warn(msg: string, fields?: Fields): void;
   error(msg: string, fields?: Fields): void;
+  /** Whether lines of this level are written (check before building costly fields). */
+  enabled(level: Level): boolean;
 }
 
 export interface LoggerOptions {
@@ -56,8 +58,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     info: (m, f) => emit("info", m, f),
     warn: (m, f) => emit("warn", m, f),
     error: (m, f) => emit("error", m, f),
+    enabled: (level) => RANK[level] >= min,
   };
 }
 
 /** A logger that drops everything. */
-export const silentLogger: Logger = createLogger({ write: () => {} });
+export const silentLogger: Logger = createLogger({ level: "error", write: () => {} });
