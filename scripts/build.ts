@@ -31,7 +31,13 @@ const stubDevtools: BunPlugin = {
 const started = performance.now();
 const result = await Bun.build({
   entrypoints: [`${import.meta.dir}/../cli/main.ts`],
-  compile: { outfile, autoloadDotenv: false, autoloadBunfig: false },
+  compile: {
+    outfile,
+    autoloadDotenv: false,
+    autoloadBunfig: false,
+    // A header block over 8 KiB gets 431 before our code runs.
+    execArgv: ["--max-http-header-size=8192"],
+  },
   minify: true,
   sourcemap: "none",
   plugins: [stubDevtools],
