@@ -71,6 +71,8 @@ Examples:
         process.exitCode = 1;
         return;
       }
+      // https://no-color.org: chalk (under ink) reads FORCE_COLOR, not NO_COLOR, when it loads.
+      if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== "") process.env.FORCE_COLOR = "0";
       // Loaded on demand: other subcommands do not pay for React and ink.
       const [{ render }, { createElement }, { App }] = await Promise.all([
         import("ink"),

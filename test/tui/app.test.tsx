@@ -147,6 +147,18 @@ describe("inspector screen", () => {
     expect(text).toContain(`${lastId} entry #59`);
   });
 
+  test("a document the server would reject shows a banner and its invalid entries", () => {
+    const doc =
+      '{"ads":[{"id":"x1","country":"us"},{"id":"x2","video_url":"ftp://a","country":"us","lang":"eng","start_hour":0,"end_hour":0}]}';
+    const catalog = catalogFrom("bad.json", parseCatalog(doc));
+    if (catalog === null) throw new Error("expected a catalog");
+    const screen = render(<App catalog={catalog} hour={10} size={{ columns: 100, rows: 30 }} />);
+    const text = screen.lastFrame() ?? "";
+    expect(text).toContain("✗ the server would reject this document: all 2 entries are invalid");
+    expect(lineOf(text, "x1")).toMatch(/^› ✗ x1 +missing_field: video_url is required/);
+    expect(lineOf(text, "x2")).toMatch(/^ {2}✗ x2 +invalid_video_url/);
+  });
+
   test("q quits: ink stops reading the keyboard and keys change nothing", async () => {
     const screen = render(<App catalog={load(FIXTURE)} hour={10} size={{ columns: 100, rows: 30 }} />);
     expect(screen.stdin.listenerCount("readable")).toBeGreaterThan(0);

@@ -29,7 +29,8 @@ export interface Terminal {
   ): void;
   /** `tmux send-keys` (key names such as Enter, Down; pass "-l" first for literal text). */
   keys(name: string, ...keys: string[]): void;
-  capture(name: string): string;
+  /** The pane's text; with `escapes`, its colours and attributes as SGR sequences too. */
+  capture(name: string, escapes?: boolean): string;
   /** Polls the pane until `pred` holds (8 s at most); returns it or fails showing the pane. */
   waitFor(name: string, pred: (text: string) => boolean, what: string): Promise<string>;
   /** Waits for the command to end; its exit code. */
@@ -50,7 +51,8 @@ export function startTerminal(): Terminal {
     });
     return { code: result.exitCode, out: result.stdout.toString(), err: result.stderr.toString() };
   };
-  const capture = (name: string): string => tmux("capture-pane", "-p", "-t", name).out;
+  const capture = (name: string, escapes = false): string =>
+    tmux("capture-pane", "-p", ...(escapes ? ["-e"] : []), "-t", name).out;
   const keys = (name: string, ...names: string[]): void => {
     tmux("send-keys", "-t", name, ...names);
   };

@@ -24,8 +24,13 @@ function t(): Terminal {
   return term;
 }
 
-function start(name: string, size: { columns: number; rows: number }, args: readonly string[]): void {
-  t().start(name, size, [binary?.path ?? "adsrv", ...args]);
+function start(
+  name: string,
+  size: { columns: number; rows: number },
+  args: readonly string[],
+  env: Record<string, string> = {},
+): void {
+  t().start(name, size, [binary?.path ?? "adsrv", ...args], { env });
 }
 
 const capture = (name: string) => t().capture(name);
@@ -101,6 +106,23 @@ describe.skipIf(!HAVE_TMUX)("adsrv inspect in tmux (compiled executable)", () =>
       expect(await exitStatus(name)).toBe(0);
     });
   }
+
+  test("colour on a terminal; none with NO_COLOR", async () => {
+    start("colour", { columns: 100, rows: 30 }, ["inspect", FIXTURE, "--hour", "10"]);
+    start("plain", { columns: 100, rows: 30 }, ["inspect", FIXTURE, "--hour", "10"], { NO_COLOR: "1" });
+    for (const name of ["colour", "plain"])
+      await pane(name, (text) => text.includes("q quit"), "the help line");
+    const coloured = t().capture("colour", true);
+    expect(coloured).toContain("\x1b[31m  ✗ bad-country"); // invalid entries in red
+    expect(coloured).toContain("\x1b[32m● "); // live marks in green
+    const plain = t().capture("plain", true);
+    expect(plain).toContain("  ✗ bad-country");
+    expect(plain).not.toContain("\x1b[");
+    keys("colour", "q");
+    keys("plain", "q");
+    expect(await exitStatus("colour")).toBe(0);
+    expect(await exitStatus("plain")).toBe(0);
+  });
 
   test("a missing file: exit 1 with the reason", async () => {
     start("missing", { columns: 100, rows: 10 }, ["inspect", join(dir, "nope.json")]);
