@@ -39,6 +39,7 @@ export async function runServe(config: Config): Promise<number> {
   process.on("SIGINT", onSignal);
 
   const server = await startServer(config, { log });
+  process.on("SIGHUP", () => server.reloadTls());
   const children = new Set<Subprocess>();
   if (workerIndex === 0 && !shuttingDown) {
     for (let i = 1; i < config.workers; i++) spawnWorker(i, children, log, () => shuttingDown);

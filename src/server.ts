@@ -3,6 +3,7 @@
  * Bun.serve only wires the route functions of http/routes.ts.
  * @module
  */
+import { constants } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { KeyStore } from "./auth/apikey.ts";
 import { Gate } from "./auth/gate.ts";
@@ -115,8 +116,9 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
       return {
         cert: readFileSync(config.tls.cert, "utf8"),
         key: readFileSync(config.tls.key, "utf8"),
-        minVersion: "TLSv1.2",
-      } as const;
+        // TLS 1.2 minimum: refuse 1.0 and 1.1 explicitly, whatever the library's default.
+        secureOptions: constants.SSL_OP_NO_TLSv1 | constants.SSL_OP_NO_TLSv1_1,
+      };
     } catch (error) {
       throw new ConfigError(
         `cannot read the TLS certificate or key: ${(error as NodeJS.ErrnoException).code ?? "error"}`,
@@ -149,21 +151,25 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
         );
 
   const tls = tlsOptions();
-  const server = Bun.serve({
-    ...(tls === undefined ? {} : { tls }),
-    hostname: config.listen.host,
-    port: config.listen.port,
-    reusePort: config.workers > 1,
-    // Never the development error page: it would show source and paths.
-    development: false,
-    idleTimeout: 10,
-    routes,
-    fetch: fallback,
-    error(error) {
-      log.error("unhandled error in a request handler", { error: String(error).slice(0, 200) });
-      return problem("internal", "the server could not answer this request");
-    },
-  });
+  // With TLS, a certificate reload binds a second listener on the same port (SO_REUSEPORT) with
+  // the new certificate, then drains the old one: Bun's server.reload() does not swap certificates.
+  const listen = (port: number, tlsNow: typeof tls) =>
+    Bun.serve({
+      ...(tlsNow === undefined ? {} : { tls: tlsNow }),
+      hostname: config.listen.host,
+      port,
+      reusePort: config.workers > 1 || config.tls !== null,
+      // Never the development error page: it would show source and paths.
+      development: false,
+      idleTimeout: 10,
+      routes,
+      fetch: fallback,
+      error(error) {
+        log.error("unhandled error in a request handler", { error: String(error).slice(0, 200) });
+        return problem("internal", "the server could not answer this request");
+      },
+    });
+  let server = listen(config.listen.port, tls);
 
   const port = server.port ?? config.listen.port;
   const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
@@ -171,14 +177,18 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
   log.info("listening", { url, workers: config.workers, auth: gate.enabled });
 
   const reloadTls = (): void => {
-    if (config.tls === null) return;
+    if (config.tls === null || draining) return;
+    let next: typeof server;
     try {
-      const next = tlsOptions();
-      server.reload({ routes, fetch: fallback, ...(next === undefined ? {} : { tls: next }) });
-      log.info("TLS certificate reloaded");
+      next = listen(port, tlsOptions());
     } catch (error) {
       log.error("TLS reload failed; keeping the current certificate", { error: String(error).slice(0, 200) });
+      return;
     }
+    const old = server;
+    server = next;
+    void old.stop(false);
+    log.info("TLS certificate reloaded");
   };
 
   let stopping: Promise<void> | null = null;
