@@ -826,6 +826,15 @@ describe("settings", () => {
     expect(s.multiAz).toBe(true);
   });
 
+  test("cdk.json runs bin/app.ts with the project's Bun, and its defaults agree with settings.ts", () => {
+    const cdk = JSON.parse(readFileSync(join(AWS_DIR, "cdk.json"), "utf8")) as { app: string; context: Json };
+    expect(cdk.app).toBe("../../node_modules/.bin/bun bin/app.ts");
+    const defaults = DEFAULT_SETTINGS as unknown as Json;
+    for (const [key, value] of Object.entries(cdk.context)) {
+      if (!key.startsWith("@aws-cdk")) expect([key, value]).toEqual([key, defaults[key]]);
+    }
+  });
+
   test("-c values arrive as strings and are parsed", () => {
     const s = readSettings(ctx({ minTasks: "5", maxTasks: "9", multiAz: "false", cpuTargetPercent: "55.5" }));
     expect([s.minTasks, s.maxTasks, s.multiAz, s.cpuTargetPercent]).toEqual([5, 9, false, 55.5]);
