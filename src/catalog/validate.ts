@@ -19,23 +19,47 @@ class EntryError {
   ) {}
 }
 
-function field(entry: Record<string, unknown>, name: string, type: "string" | "number"): unknown {
-  if (!Object.hasOwn(entry, name)) throw new EntryError("missing_field", name, `${name} is required`);
-  const value = entry[name];
+/** A field the entry does not have (`Object.hasOwn` false); JSON never yields `undefined`. */
+const MISSING: unique symbol = Symbol("missing");
+type Value = unknown | typeof MISSING;
+
+function field(value: Value, name: string, type: "string" | "number"): unknown {
+  if (value === MISSING) throw new EntryError("missing_field", name, `${name} is required`);
   if (typeof value !== type) throw new EntryError("wrong_type", name, `${name} must be a ${type}`);
   return value;
 }
 
-function hour(entry: Record<string, unknown>, name: string, max: number): number {
-  const value = field(entry, name, "number") as number;
-  if (!Number.isInteger(value) || value < 0 || value > max) {
+function hour(value: Value, name: string, max: number): number {
+  const n = field(value, name, "number") as number;
+  if (!Number.isInteger(n) || n < 0 || n > max) {
     throw new EntryError("invalid_hour", name, `${name} must be an integer from 0 to ${max}`);
   }
+  return n;
+}
+
+/**
+ * Memo tables for one validation run: catalogs repeat a few codes and hosts a million times.
+ * Each table stops growing at MEMO_MAX entries (a hostile feed cannot make it large); a miss
+ * simply computes the answer.
+ */
+const MEMO_MAX = 4096;
+class Memo {
+  readonly countries = new Map<string, string | null>();
+  readonly langs = new Map<string, string | null>();
+  readonly authorities = new Map<string, boolean>();
+}
+
+function memo<V>(table: Map<string, V>, key: string, compute: (key: string) => V): V {
+  const hit = table.get(key);
+  if (hit !== undefined || table.has(key)) return hit as V;
+  const value = compute(key);
+  if (table.size < MEMO_MAX) table.set(key, value);
   return value;
 }
 
-function isHttpUrl(raw: string): boolean {
-  if (raw.length > MAX_URL || !/^https?:\/\/[\x21-\x7e]+$/i.test(raw)) return false;
+const HTTP_URL = /^https?:\/\/[\x21-\x7e]+$/i;
+
+function parsesAsHttpUrl(raw: string): boolean {
   try {
     const url = new URL(raw);
     return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "";
@@ -44,28 +68,81 @@ function isHttpUrl(raw: string): boolean {
   }
 }
 
-function validateEntry(raw: unknown): Ad {
+/**
+ * For `^https?://` followed by printable ASCII, whether the URL parses (and its host is not
+ * empty) depends only on the scheme and the authority: the WHATWG parser never fails in the
+ * path, query or fragment states. So the answer is memoized by the prefix up to the first
+ * `/`, `\`, `?` or `#` after `//`, unless the authority starts with a slash (then: no memo).
+ */
+function isHttpUrl(raw: string, memoTable: Memo | null): boolean {
+  if (raw.length > MAX_URL || !HTTP_URL.test(raw)) return false;
+  if (memoTable === null) return parsesAsHttpUrl(raw);
+  const from = raw.indexOf("//") + 2;
+  const first = raw.charCodeAt(from);
+  if (first === 0x2f || first === 0x5c) return parsesAsHttpUrl(raw);
+  let end = from;
+  for (; end < raw.length; end++) {
+    const c = raw.charCodeAt(end);
+    if (c === 0x2f || c === 0x5c || c === 0x3f || c === 0x23) break;
+  }
+  const authority = raw.slice(0, end);
+  const hit = memoTable.authorities.get(authority);
+  if (hit !== undefined) return hit;
+  const ok = parsesAsHttpUrl(raw);
+  if (memoTable.authorities.size < MEMO_MAX) memoTable.authorities.set(authority, ok);
+  return ok;
+}
+
+/** The checks of one entry, in a fixed order; the first failure is the entry's issue. */
+function checkFields(
+  idValue: Value,
+  urlValue: Value,
+  countryValue: Value,
+  langValue: Value,
+  startValue: Value,
+  endValue: Value,
+  memoTable: Memo | null,
+): Ad {
+  const id = field(idValue, "id", "string") as string;
+  if (!ID.test(id)) throw new EntryError("invalid_id", "id", "id must be 1-128 printable ASCII characters");
+  const videoUrl = field(urlValue, "video_url", "string") as string;
+  if (!isHttpUrl(videoUrl, memoTable)) {
+    throw new EntryError("invalid_video_url", "video_url", "video_url must be an absolute http(s) URL");
+  }
+  const countryRaw = field(countryValue, "country", "string") as string;
+  const country =
+    memoTable === null
+      ? normalizeCountry(countryRaw)
+      : memo(memoTable.countries, countryRaw, normalizeCountry);
+  if (country === null) {
+    throw new EntryError("unknown_country", "country", "country is not an ISO 3166-1 alpha-2 code");
+  }
+  const langRaw = field(langValue, "lang", "string") as string;
+  const lang = memoTable === null ? normalizeLang(langRaw) : memo(memoTable.langs, langRaw, normalizeLang);
+  if (lang === null) throw new EntryError("unknown_lang", "lang", "lang is not an ISO 639 code");
+  const start = hour(startValue, "start_hour", 23);
+  const end = hour(endValue, "end_hour", 24);
+  return { id, video_url: videoUrl, country, lang, start_hour: start, end_hour: end };
+}
+
+function own(entry: Record<string, unknown>, name: string): Value {
+  return Object.hasOwn(entry, name) ? entry[name] : MISSING;
+}
+
+function validateEntry(raw: unknown, memoTable: Memo | null): Ad {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new EntryError("not_object", null, "entry must be an object");
   }
   const entry = raw as Record<string, unknown>;
-  const id = field(entry, "id", "string") as string;
-  if (!ID.test(id)) throw new EntryError("invalid_id", "id", "id must be 1-128 printable ASCII characters");
-  const videoUrl = field(entry, "video_url", "string") as string;
-  if (!isHttpUrl(videoUrl)) {
-    throw new EntryError("invalid_video_url", "video_url", "video_url must be an absolute http(s) URL");
-  }
-  const countryRaw = field(entry, "country", "string") as string;
-  const country = normalizeCountry(countryRaw);
-  if (country === null) {
-    throw new EntryError("unknown_country", "country", "country is not an ISO 3166-1 alpha-2 code");
-  }
-  const langRaw = field(entry, "lang", "string") as string;
-  const lang = normalizeLang(langRaw);
-  if (lang === null) throw new EntryError("unknown_lang", "lang", "lang is not an ISO 639 code");
-  const start = hour(entry, "start_hour", 23);
-  const end = hour(entry, "end_hour", 24);
-  return { id, video_url: videoUrl, country, lang, start_hour: start, end_hour: end };
+  return checkFields(
+    own(entry, "id"),
+    own(entry, "video_url"),
+    own(entry, "country"),
+    own(entry, "lang"),
+    own(entry, "start_hour"),
+    own(entry, "end_hour"),
+    memoTable,
+  );
 }
 
 function readableId(raw: unknown): string | null {
@@ -74,8 +151,51 @@ function readableId(raw: unknown): string | null {
   return typeof id === "string" ? id.slice(0, 128) : null;
 }
 
-/** Validates a parsed catalog document. */
-export function validateCatalog(doc: unknown): ValidationResult {
+/** Entries yield to the caller (see `runChunked`) every this many. */
+const STEP = 512;
+
+/** Accumulates the valid ads and the issues of one document, entry by entry. */
+class Collector {
+  readonly ads: Ad[] = [];
+  readonly issues: Issue[] = [];
+  private readonly seen = new Set<string>();
+  readonly memo = new Memo();
+
+  /** One entry as a parsed JSON value. */
+  entry(index: number, raw: unknown): void {
+    try {
+      this.accept(validateEntry(raw, this.memo));
+    } catch (error) {
+      this.issue(error, index, readableId(raw));
+    }
+  }
+
+  private accept(ad: Ad): void {
+    if (this.seen.has(ad.id))
+      throw new EntryError("duplicate_id", "id", "id already used by an earlier entry");
+    this.seen.add(ad.id);
+    this.ads.push(ad);
+  }
+
+  private issue(error: unknown, index: number, id: string | null): void {
+    if (!(error instanceof EntryError)) throw error;
+    this.issues.push({ index, id, code: error.code, field: error.field, message: error.message });
+  }
+
+  result(count: number): ValidationResult {
+    if (count > 0 && this.ads.length === 0) {
+      return {
+        ok: false,
+        code: "all_invalid",
+        message: `all ${count} entries are invalid`,
+        issues: this.issues,
+      };
+    }
+    return { ok: true, ads: this.ads, issues: this.issues };
+  }
+}
+
+function* validateSteps(doc: unknown): Generator<void, ValidationResult> {
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
     return {
       ok: false,
@@ -88,35 +208,108 @@ export function validateCatalog(doc: unknown): ValidationResult {
   if (!Array.isArray(list)) {
     return { ok: false, code: "wrong_shape", message: 'catalog must have an "ads" array', issues: [] };
   }
-  const ads: Ad[] = [];
-  const issues: Issue[] = [];
-  const seen = new Set<string>();
+  const collector = new Collector();
   for (let index = 0; index < list.length; index++) {
-    const raw: unknown = list[index];
-    try {
-      const ad = validateEntry(raw);
-      if (seen.has(ad.id)) throw new EntryError("duplicate_id", "id", "id already used by an earlier entry");
-      seen.add(ad.id);
-      ads.push(ad);
-    } catch (error) {
-      if (!(error instanceof EntryError)) throw error;
-      issues.push({
-        index,
-        id: readableId(raw),
-        code: error.code,
-        field: error.field,
-        message: error.message,
-      });
-    }
+    collector.entry(index, list[index]);
+    if (index % STEP === STEP - 1) yield;
   }
-  if (list.length > 0 && ads.length === 0) {
-    return { ok: false, code: "all_invalid", message: `all ${list.length} entries are invalid`, issues };
-  }
-  return { ok: true, ads, issues };
+  return collector.result(list.length);
 }
 
-/** Parses JSON text and validates it. */
-export function parseCatalog(text: string): ValidationResult {
+/** Validates a parsed catalog document. */
+export function validateCatalog(doc: unknown): ValidationResult {
+  return runSync(validateSteps(doc));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing. A catalog is megabytes of `{"ads":[{…},{…},…]}`. Parsed whole, `JSON.parse` blocks the
+// thread for about a second per million ads and holds every raw entry object at once. So when the
+// text has the plain shape — `{"ads":[` and `]}` around the list, and no backslash anywhere — the
+// list is cut between entries into pieces of about PIECE characters and each piece is parsed as
+// an array of its own (and validated), so a reload can yield to the server between pieces.
+// The cuts are safe: without backslashes every string is two quotes around quote-free text, so a
+// piece that parses has an even number of quotes and balanced brackets, hence every cut lies
+// between two entries of the list, and the pieces hold exactly the entries of the whole list.
+// If any piece fails to parse, the whole text goes through `JSON.parse` instead, so results and
+// error messages are exactly those of the general path.
+
+const PIECE = 1 << 18;
+
+function isWs(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+/** The list's bounds `[open bracket + 1, close bracket)` for the plain shape, else null. */
+function listBounds(text: string): readonly [number, number] | null {
+  if (text.indexOf("\\") >= 0) return null;
+  let p = 0;
+  while (isWs(text.charCodeAt(p))) p++;
+  if (text.charCodeAt(p++) !== 0x7b) return null;
+  while (isWs(text.charCodeAt(p))) p++;
+  if (!text.startsWith('"ads"', p)) return null;
+  p += 5;
+  while (isWs(text.charCodeAt(p))) p++;
+  if (text.charCodeAt(p++) !== 0x3a) return null;
+  while (isWs(text.charCodeAt(p))) p++;
+  if (text.charCodeAt(p++) !== 0x5b) return null;
+  let q = text.length - 1;
+  while (q > p && isWs(text.charCodeAt(q))) q--;
+  if (text.charCodeAt(q--) !== 0x7d) return null;
+  while (q > p && isWs(text.charCodeAt(q))) q--;
+  if (q < p || text.charCodeAt(q) !== 0x5d) return null;
+  return [p, q];
+}
+
+/** Where the piece starting at `from` ends (just after an entry's `}`), and where the next starts. */
+function cut(text: string, from: number, end: number): readonly [number, number] {
+  let k = from + PIECE;
+  while (k < end) {
+    k = text.indexOf("}", k);
+    if (k < 0 || k >= end) break;
+    let p = k + 1;
+    while (isWs(text.charCodeAt(p))) p++;
+    if (text.charCodeAt(p) === 0x2c) {
+      p++;
+      while (isWs(text.charCodeAt(p))) p++;
+      if (text.charCodeAt(p) === 0x7b) return [k + 1, p];
+    }
+    k++;
+  }
+  return [end, end];
+}
+
+function* piecewiseSteps(text: string, start: number, end: number): Generator<void, ValidationResult | null> {
+  const collector = new Collector();
+  let index = 0;
+  let from = start;
+  let p = start;
+  while (p < end && isWs(text.charCodeAt(p))) p++;
+  if (p === end) return collector.result(0); // an empty list
+  while (from < end) {
+    const [stop, next] = cut(text, from, end);
+    let piece: unknown;
+    try {
+      piece = JSON.parse(`[${text.slice(from, stop)}]`);
+    } catch {
+      return null;
+    }
+    const list = piece as unknown[];
+    yield;
+    for (let i = 0; i < list.length; i++) {
+      collector.entry(index++, list[i]);
+      if (i % STEP === STEP - 1) yield;
+    }
+    from = next;
+  }
+  return collector.result(index);
+}
+
+function* parseSteps(text: string): Generator<void, ValidationResult> {
+  const bounds = listBounds(text);
+  if (bounds !== null) {
+    const result = yield* piecewiseSteps(text, bounds[0], bounds[1]);
+    if (result !== null) return result;
+  }
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -129,5 +322,47 @@ export function parseCatalog(text: string): ValidationResult {
       issues: [],
     };
   }
-  return validateCatalog(doc);
+  return yield* validateSteps(doc);
+}
+
+/** Parses JSON text and validates it. */
+export function parseCatalog(text: string): ValidationResult {
+  return runSync(parseSteps(text));
+}
+
+/**
+ * `parseCatalog` in steps: runs for about `sliceMs` at a time, then awaits `pause()` (for
+ * example a macrotask), so a server keeps answering while a big catalog is parsed. Same result.
+ */
+export function parseCatalogChunked(
+  text: string,
+  pause: () => Promise<void>,
+  sliceMs = 4,
+): Promise<ValidationResult> {
+  return runChunked(parseSteps(text), pause, sliceMs);
+}
+
+/** Runs a stepped computation to the end at once. */
+export function runSync<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const next = steps.next();
+    if (next.done) return next.value;
+  }
+}
+
+/** Runs a stepped computation, pausing whenever a slice of `sliceMs` is used up. */
+export async function runChunked<T>(
+  steps: Generator<void, T>,
+  pause: () => Promise<void>,
+  sliceMs: number,
+): Promise<T> {
+  let sliceStart = performance.now();
+  for (;;) {
+    const next = steps.next();
+    if (next.done) return next.value;
+    if (performance.now() - sliceStart >= sliceMs) {
+      await pause();
+      sliceStart = performance.now();
+    }
+  }
 }

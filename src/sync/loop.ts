@@ -9,10 +9,10 @@
  * @module
  */
 import { loadLastGood, saveLastGood } from "../catalog/lastgood.ts";
-import { buildSnapshot } from "../catalog/snapshot.ts";
+import { buildSnapshot, buildSnapshotChunked, type Snapshot, versionChunked } from "../catalog/snapshot.ts";
 import type { RejectCode, ValidationResult } from "../catalog/types.ts";
 import { type FetchFailure, type FetchLimits, readSource, type Validators } from "../catalog/upstream.ts";
-import { parseCatalog } from "../catalog/validate.ts";
+import { parseCatalog, parseCatalogChunked } from "../catalog/validate.ts";
 import type { Logger } from "../telemetry/log.ts";
 import type { CatalogHolder } from "./holder.ts";
 
@@ -44,6 +44,18 @@ export interface SyncOptions {
   /** First retry delay after a failure, in ms (default 1000). */
   readonly initialBackoffMs?: number;
 }
+
+/**
+ * While a snapshot is live, a catalog text of this many characters or more is parsed,
+ * validated and indexed in slices of SLICE_MS, yielding to the event loop between slices, so
+ * requests keep being answered during the rebuild (a million ads take a few seconds of CPU).
+ * The first load, with nothing to serve yet, and small catalogs run in one go (faster overall).
+ */
+const CHUNKED_FROM_CHARS = 1 << 20;
+const SLICE_MS = 2;
+
+/** Lets pending I/O (requests) run before the next slice of a rebuild. */
+const pause = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export class CatalogSync {
   private validators: Validators | null = null;
@@ -107,8 +119,11 @@ export class CatalogSync {
     if (fetched.kind === "failed") {
       return this.report({ kind: "failed", failure: fetched.failure, message: fetched.message });
     }
-    const result = parseCatalog(fetched.text);
-    const outcome = await this.accept(result, "source", fetched.bytes);
+    const chunked = this.options.holder.current !== null && fetched.text.length >= CHUNKED_FROM_CHARS;
+    const result = chunked
+      ? await parseCatalogChunked(fetched.text, pause, SLICE_MS)
+      : parseCatalog(fetched.text);
+    const outcome = await this.accept(result, "source", fetched.bytes, chunked);
     // Remember validators only for an accepted document, so a rejected one is read again.
     if (outcome.kind !== "failed") this.validators = fetched.validators;
     return this.report(outcome);
@@ -121,13 +136,14 @@ export class CatalogSync {
       this.options.log.info("no saved catalog in the state dir yet", { dir });
       return { kind: "failed", failure: "state_dir_empty", message: "no saved catalog in the state dir" };
     }
-    return this.report(await this.accept(parseCatalog(text), "state_dir", text.length));
+    return this.report(await this.accept(parseCatalog(text), "state_dir", text.length, false));
   }
 
   private async accept(
     result: ValidationResult,
     from: "source" | "state_dir",
     bytes: number,
+    chunked: boolean,
   ): Promise<SyncOutcome> {
     const { holder, log, now, stateDir } = this.options;
     for (const issue of result.issues.slice(0, 100)) {
@@ -143,8 +159,17 @@ export class CatalogSync {
     if (!result.ok) {
       return { kind: "failed", failure: result.code, message: `${result.message} (${bytes} bytes)` };
     }
-    const snapshot = buildSnapshot(result.ads, now());
-    if (holder.current?.version === snapshot.version) return { kind: "unchanged" };
+    let snapshot: Snapshot;
+    if (chunked) {
+      // Version first: an unchanged catalog costs no index.
+      const version = await versionChunked(result.ads, pause, SLICE_MS);
+      if (holder.current?.version === version) return { kind: "unchanged" };
+      snapshot = await buildSnapshotChunked(result.ads, version, now(), pause, SLICE_MS);
+      if (holder.current?.version === snapshot.version) return { kind: "unchanged" };
+    } else {
+      snapshot = buildSnapshot(result.ads, now());
+      if (holder.current?.version === snapshot.version) return { kind: "unchanged" };
+    }
     holder.swap(snapshot);
     if (stateDir !== null && from === "source") {
       await saveLastGood(stateDir, result.ads).catch((error: unknown) => {
