@@ -1,0 +1,192 @@
+/**
+ * Signed impression tokens (issue 7): the `t` of `/impression?t=TOKEN`, minted with each
+ * decision and checked when the player reports that the ad started.
+ *
+ * A token is `<payload>.<mac>`, both base64url without padding (URL-safe, no escaping needed):
+ *
+ * - payload: the UTF-8 JSON array `[1, adId, decidedAtMs, nonce, playerHash|null, country|null, lang|null]`
+ *   (trailing nulls dropped); the leading 1 is the format version.
+ * - mac: HMAC-SHA256 over `"adsrv-impression-v1." + payload`, truncated to 128 bits (as in
+ *   RFC 4868), so 22 characters. It doubles as the token id the ledger counts once.
+ *
+ * A typical token is about 100 characters. The payload is signed, not encrypted: pass a hash of
+ * the player id, never the id itself. Verification refuses any non-canonical base64url (so one
+ * token has exactly one spelling and cannot be replayed under another), compares MACs in
+ * constant time, tries the current key then any previous keys (rotation), and only then parses
+ * the payload. A token expires `ttlSeconds` after its decision time.
+ * @module
+ */
+import { createHmac, timingSafeEqual } from "node:crypto";
+
+export interface ImpressionClaims {
+  readonly adId: string;
+  /** When the decision was taken (epoch ms); the impression is counted in that UTC hour. */
+  readonly decidedAtMs: number;
+  /** Unique per decision (see `newNonce`); may double as the VAST `AdServingId`. */
+  readonly nonce: string;
+  /** A hash of `player_id`, when the request had one. */
+  readonly playerHash?: string | undefined;
+  /** The decision's canonical country and language, for the stats. */
+  readonly country?: string | undefined;
+  readonly lang?: string | undefined;
+}
+
+export interface VerifiedImpression extends ImpressionClaims {
+  /** Unique per token (its MAC, 22 base64url characters): the key the ledger counts once. */
+  readonly tokenId: string;
+  /** `decidedAtMs + ttl`: the ledger may forget the token after this. */
+  readonly expiresAtMs: number;
+}
+
+export type VerifyFailure = "malformed" | "bad_signature" | "expired";
+
+export type VerifyResult =
+  | { readonly ok: true; readonly claims: VerifiedImpression }
+  | { readonly ok: false; readonly reason: VerifyFailure };
+
+export interface SignerOptions {
+  /** How long a token stays valid after its decision time. */
+  readonly ttlSeconds: number;
+  /** Keys still accepted for verification (after a rotation); never used to sign. */
+  readonly previousKeys?: readonly Uint8Array[];
+}
+
+export interface ImpressionSigner {
+  sign(claims: ImpressionClaims): string;
+  verify(token: string, nowMs: number): VerifyResult;
+  readonly ttlSeconds: number;
+}
+
+/** Keys shorter than this are refused: HMAC-SHA256 wants 256 bits of key. */
+export const MIN_KEY_BYTES = 32;
+/** Longer tokens are `malformed` before any work. */
+export const MAX_TOKEN_LENGTH = 1024;
+const MAX_FIELD = 128;
+const MAC_BYTES = 16;
+const MAC_CHARS = 22;
+const CONTEXT = "adsrv-impression-v1.";
+const VERSION = 1;
+const TOKEN_SHAPE = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{22})$/;
+
+/** 96 random bits as 16 base64url characters: a fresh nonce per decision. */
+export function newNonce(): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("base64url");
+}
+
+function checkField(value: string | undefined, name: string, required: boolean): void {
+  if (value === undefined) {
+    if (required) throw new RangeError(`${name} is required`);
+    return;
+  }
+  if (typeof value !== "string" || value.length === 0 || value.length > MAX_FIELD) {
+    throw new RangeError(`${name} must be a string of 1-${MAX_FIELD} characters`);
+  }
+}
+
+function mac(key: Uint8Array, payload: string): Buffer {
+  return createHmac("sha256", key).update(CONTEXT).update(payload).digest().subarray(0, MAC_BYTES);
+}
+
+/** Decodes canonical unpadded base64url, or null (a spelling `toString` would not produce). */
+function decodeCanonical(text: string): Buffer | null {
+  const bytes = Buffer.from(text, "base64url");
+  return bytes.toString("base64url") === text ? bytes : null;
+}
+
+function optionalString(value: unknown): string | undefined | null {
+  if (value === undefined || value === null) return undefined;
+  return typeof value === "string" && value.length > 0 && value.length <= MAX_FIELD ? value : null;
+}
+
+function parsePayload(bytes: Buffer): ImpressionClaims | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(bytes.toString("utf8"));
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(parsed) || parsed[0] !== VERSION || parsed.length < 4 || parsed.length > 7) return null;
+  const [, adId, decidedAtMs, nonce, playerHash, country, lang] = parsed as unknown[];
+  if (typeof adId !== "string" || adId.length === 0 || adId.length > MAX_FIELD) return null;
+  if (typeof decidedAtMs !== "number" || !Number.isSafeInteger(decidedAtMs) || decidedAtMs < 0) return null;
+  if (typeof nonce !== "string" || nonce.length === 0 || nonce.length > MAX_FIELD) return null;
+  const p = optionalString(playerHash);
+  const c = optionalString(country);
+  const l = optionalString(lang);
+  if (p === null || c === null || l === null) return null;
+  const claims: { -readonly [K in keyof ImpressionClaims]: ImpressionClaims[K] } = {
+    adId,
+    decidedAtMs,
+    nonce,
+  };
+  if (p !== undefined) claims.playerHash = p;
+  if (c !== undefined) claims.country = c;
+  if (l !== undefined) claims.lang = l;
+  return claims;
+}
+
+export function createImpressionSigner(key: Uint8Array, options: SignerOptions): ImpressionSigner {
+  const keys = [key, ...(options.previousKeys ?? [])];
+  for (const k of keys) {
+    if (!(k instanceof Uint8Array) || k.byteLength < MIN_KEY_BYTES) {
+      throw new RangeError(`impression keys must be at least ${MIN_KEY_BYTES} bytes`);
+    }
+  }
+  const { ttlSeconds } = options;
+  if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) throw new RangeError("ttlSeconds must be > 0");
+  const ttlMs = Math.round(ttlSeconds * 1000);
+  // Private copies: a caller that later zeroes or reuses its buffer does not change ours.
+  const signKey = Uint8Array.from(key);
+  const verifyKeys = keys.map((k) => Uint8Array.from(k));
+
+  return {
+    ttlSeconds,
+    sign(claims) {
+      checkField(claims.adId, "adId", true);
+      checkField(claims.nonce, "nonce", true);
+      checkField(claims.playerHash, "playerHash", false);
+      checkField(claims.country, "country", false);
+      checkField(claims.lang, "lang", false);
+      if (!Number.isSafeInteger(claims.decidedAtMs) || claims.decidedAtMs < 0) {
+        throw new RangeError("decidedAtMs must be a non-negative integer (epoch ms)");
+      }
+      const fields: unknown[] = [
+        VERSION,
+        claims.adId,
+        claims.decidedAtMs,
+        claims.nonce,
+        claims.playerHash ?? null,
+        claims.country ?? null,
+        claims.lang ?? null,
+      ];
+      while (fields.length > 4 && fields[fields.length - 1] === null) fields.pop();
+      const payload = Buffer.from(JSON.stringify(fields), "utf8").toString("base64url");
+      return `${payload}.${mac(signKey, payload).toString("base64url")}`;
+    },
+    verify(token, nowMs) {
+      if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH) return MALFORMED;
+      const shape = TOKEN_SHAPE.exec(token);
+      if (shape === null) return MALFORMED;
+      const payload = shape[1] as string;
+      const tokenId = shape[2] as string;
+      const given = decodeCanonical(tokenId);
+      const bytes = decodeCanonical(payload);
+      if (given === null || given.length !== MAC_BYTES || bytes === null) return MALFORMED;
+      let valid = false;
+      for (const k of verifyKeys) if (timingSafeEqual(mac(k, payload), given)) valid = true;
+      if (!valid) return BAD_SIGNATURE;
+      const claims = parsePayload(bytes);
+      if (claims === null) return MALFORMED;
+      const expiresAtMs = claims.decidedAtMs + ttlMs;
+      if (nowMs >= expiresAtMs) return EXPIRED;
+      return { ok: true, claims: { ...claims, tokenId, expiresAtMs } };
+    },
+  };
+}
+
+const MALFORMED: VerifyResult = Object.freeze({ ok: false, reason: "malformed" });
+const BAD_SIGNATURE: VerifyResult = Object.freeze({ ok: false, reason: "bad_signature" });
+const EXPIRED: VerifyResult = Object.freeze({ ok: false, reason: "expired" });
+
+/** Chars of a MAC, exported for tests and for callers that size buffers. */
+export const TOKEN_ID_LENGTH = MAC_CHARS;
