@@ -42,6 +42,8 @@ export interface RunningServer {
   stop(): Promise<void>;
   /** Re-reads the TLS certificate and key (SIGHUP). */
   reloadTls(): void;
+  /** Requests in flight on the public listener. */
+  inFlight(): number;
 }
 
 /** The sample catalog built into the executable. */
@@ -213,5 +215,5 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     return stopping;
   };
 
-  return { url, port, holder, sync, ready, stop, reloadTls };
+  return { url, port, holder, sync, ready, stop, reloadTls, inFlight: () => server.pendingRequests };
 }

@@ -322,6 +322,7 @@ describe("JWT (Cognito-compatible)", () => {
     const slow = h.get(AD, { Authorization: `Bearer ${token}` });
     // Once that one waits on the JWKS, the next is over the in-flight limit.
     await jwksAsked;
+    while (h.server.inFlight() < 1) await Bun.sleep(5);
     const shed = await h.get(AD);
     expect(shed.status).toBe(503);
     expect(shed.headers.get("retry-after")).toBe("1");
