@@ -1,7 +1,8 @@
 /**
  * The `/dashboard` page: one self-contained HTML document (inline CSS and JS, no CDN), built
- * into the executable as a string. It polls `/dashboard/data` every 2 s and `/catalog` when the
- * catalog version changes, and draws its charts on plain `<canvas>` elements.
+ * into the executable as a string. It polls `/dashboard/data` every 2 s (the second time half a
+ * second after loading, so rates show at once) and `/catalog` when the catalog version changes,
+ * and draws its charts on plain `<canvas>` elements.
  *
  * Everything from the server is written with `textContent` (catalog fields are untrusted
  * input). The response's Content-Security-Policy admits exactly this script and style by hash.
@@ -34,6 +35,7 @@ main { padding:16px 20px; display:grid; gap:16px; }
 .card, figure { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:10px 14px; margin:0; }
 .label, figcaption { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
 .value { font-size:22px; font-weight:600; font-variant-numeric:tabular-nums; overflow-wrap:anywhere; }
+.value.id { font-size:16px; font-family:ui-monospace, monospace; padding-top:5px; word-break:break-all; }
 .sub { color:var(--muted); font-size:12px; overflow-wrap:anywhere; }
 .charts { display:grid; grid-template-columns:repeat(auto-fit, minmax(340px, 1fr)); gap:12px; }
 canvas { display:block; width:100%; height:170px; margin-top:6px; }
@@ -187,7 +189,7 @@ const SCRIPT = `
         const bw = (w - L - R) * (v / max);
         ctx.fillRect(L, y + 2 + k * 9, Math.max(bw, v > 0 ? 1 : 0), 8);
         ctx.fillStyle = css("--muted"); ctx.textAlign = "left";
-        ctx.fillText(String(v), L + bw + 4, y + 6 + k * 9);
+        if (v > 0 || k === 0) ctx.fillText(String(v), L + bw + 4, y + 6 + k * 9);
       });
       total += r.a;
     });
@@ -355,6 +357,7 @@ const SCRIPT = `
     $("updated").textContent = "updated " + new Date(d.now).toISOString().replace("T", " ").slice(0, 19) + " UTC";
   }
 
+  let polls = 0;
   async function poll() {
     try {
       const res = await fetch("/dashboard/data", { cache: "no-store" });
@@ -366,7 +369,9 @@ const SCRIPT = `
       $("status").textContent = "unreachable (" + (e && e.message ? e.message : "error") + ")";
       $("status").className = "bad";
     } finally {
-      setTimeout(poll, INTERVAL);
+      // A second sample soon after loading, so the first rates show without a full interval.
+      polls++;
+      setTimeout(poll, polls === 1 ? 500 : INTERVAL);
     }
   }
   window.addEventListener("resize", drawCharts);
@@ -381,7 +386,7 @@ const BODY = `
   <div class="card"><div class="label">Requests / s</div><div class="value" id="rps-value">–</div></div>
   <div class="card"><div class="label">Fill rate</div><div class="value" id="fill-value">–</div></div>
   <div class="card"><div class="label">Latency p50 / p99</div><div class="value" id="latency-value">–</div></div>
-  <div class="card"><div class="label">Catalog version</div><div class="value" id="catalog-version">–</div><div class="sub" id="catalog-age"></div></div>
+  <div class="card"><div class="label">Catalog version</div><div class="value id" id="catalog-version">–</div><div class="sub" id="catalog-age"></div></div>
   <div class="card"><div class="label">Last sync</div><div class="value" id="last-sync">–</div><div class="sub" id="last-sync-detail"></div></div>
 </section>
 <section class="charts">

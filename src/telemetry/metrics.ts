@@ -647,3 +647,44 @@ export class Metrics {
     };
   }
 }
+
+/** Monotonic milliseconds. */
+const monotonic = (): number => performance.now();
+
+/**
+ * Wraps a route handler once (at startup) so every answer is counted under `route` with its
+ * status and latency. The synchronous path allocates nothing; a handler that returns a promise
+ * (the JWT branch) is measured when it settles. A throw counts as a 500 and is rethrown for the
+ * server's `error` handler.
+ */
+export function timed<S, R extends Response | Promise<Response>>(
+  metrics: Metrics,
+  route: Route,
+  handler: (req: Request, server: S) => R,
+  clock: () => number = monotonic,
+): (req: Request, server: S) => R {
+  return (req, server) => {
+    const started = clock();
+    let out: R;
+    try {
+      out = handler(req, server);
+    } catch (error) {
+      metrics.request(route, 500, (clock() - started) / 1000);
+      throw error;
+    }
+    if (out instanceof Response) {
+      metrics.request(route, out.status, (clock() - started) / 1000);
+      return out;
+    }
+    return out.then(
+      (res) => {
+        metrics.request(route, res.status, (clock() - started) / 1000);
+        return res;
+      },
+      (error: unknown) => {
+        metrics.request(route, 500, (clock() - started) / 1000);
+        throw error;
+      },
+    ) as R;
+  };
+}

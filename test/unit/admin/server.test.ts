@@ -340,6 +340,32 @@ describe("everything else", () => {
     }
   });
 
+  test("a throw in a handler is a JSON 500 problem without stack or paths, and is logged", async () => {
+    const lines: string[] = [];
+    const broken = startAdminServer({
+      listen: { host: "127.0.0.1", port: 0 },
+      metrics: new Metrics(),
+      holder,
+      now: () => clock.now,
+      served: () => {
+        throw new Error("counter store at /srv/secret/path went away");
+      },
+      log: createLogger({ write: (l) => lines.push(l) }),
+    });
+    try {
+      const res = await fetch(`${broken.url}/dashboard/data`);
+      expect(res.status).toBe(500);
+      expect(res.headers.get("content-type")).toBe("application/problem+json");
+      const text = await res.text();
+      expect(text).not.toContain("/srv/secret");
+      expect(text).not.toContain("at ");
+      expect(JSON.parse(text)).toMatchObject({ type: "urn:adsrv:problem:internal", status: 500 });
+      expect(lines.some((l) => l.includes('"level":"error"') && l.includes("went away"))).toBe(true);
+    } finally {
+      await broken.stop();
+    }
+  });
+
   test("stop closes the port", async () => {
     const s = startAdminServer({
       listen: { host: "127.0.0.1", port: 0 },

@@ -25,6 +25,7 @@ import {
   Route,
   routeOfPath,
   StoreError,
+  timed,
 } from "../../../src/telemetry/metrics.ts";
 import { parseExposition, sampleValue } from "./exposition.ts";
 
@@ -250,5 +251,57 @@ describe("quantiles from buckets", () => {
     expect(s.impressions).toEqual({ counted: 2, replayed: 1, invalid: 1 });
     expect(s.authFailures.missing).toBe(1);
     expect(s.requests.byCode["4xx"]).toBe(1);
+  });
+});
+
+describe("timed", () => {
+  test("counts sync, async and throwing handlers with their status and latency", async () => {
+    const m = new Metrics();
+    let t = 1000;
+    const clock = () => t;
+    const ok = timed(m, Route.healthz, (_req: Request, _s: unknown) => {
+      t += 2;
+      return new Response("ok");
+    });
+    const slow = timed(
+      m,
+      Route.ad_request,
+      async (_req: Request, _s: unknown) => {
+        t += 300;
+        return new Response("no", { status: 401 });
+      },
+      clock,
+    );
+    const boom = timed(
+      m,
+      Route.stats,
+      (_req: Request, _s: unknown): Response => {
+        t += 1;
+        throw new Error("boom");
+      },
+      clock,
+    );
+    const rejects = timed(
+      m,
+      Route.vast,
+      async (_req: Request, _s: unknown): Promise<Response> => {
+        throw new Error("late boom");
+      },
+      clock,
+    );
+    const req = new Request("http://127.0.0.1/x");
+    expect(ok(req, null).status).toBe(200);
+    expect((await slow(req, null)).status).toBe(401);
+    expect(() => boom(req, null)).toThrow("boom");
+    await expect(rejects(req, null)).rejects.toThrow("late boom");
+    const parsed = parseExposition(m.render(0));
+    expect(parsed.errors).toEqual([]);
+    expect(sampleValue(parsed, HTTP_REQUESTS_TOTAL, { route: "healthz", code: "200" })).toBe(1);
+    expect(sampleValue(parsed, HTTP_REQUESTS_TOTAL, { route: "ad_request", code: "401" })).toBe(1);
+    expect(sampleValue(parsed, HTTP_REQUESTS_TOTAL, { route: "stats", code: "500" })).toBe(1);
+    expect(sampleValue(parsed, HTTP_REQUESTS_TOTAL, { route: "vast", code: "500" })).toBe(1);
+    // With the injected clock, latencies are exact: 300 ms and 1 ms.
+    expect(sampleValue(parsed, `${HTTP_REQUEST_DURATION_SECONDS}_sum`, { route: "ad_request" })).toBe(0.3);
+    expect(sampleValue(parsed, `${HTTP_REQUEST_DURATION_SECONDS}_sum`, { route: "stats" })).toBe(0.001);
   });
 });
