@@ -1,0 +1,447 @@
+/**
+ * Served-ad, no-fill and impression counters for `GET /stats` (issue 7). In memory, per process;
+ * synchronous and allocation-free on the counting path once a key exists.
+ *
+ * Keys are (ad id, country, lang, UTC hour of day 0–23) for served ads and impressions, and
+ * (country, lang, reason, hour) for no-fills. Impressions count in the hour of the *decision*
+ * (from the token), so a show rate compares like with like. Counts are cumulative since the
+ * process started; `drain()` hands out what was added since the previous drain (for a periodic
+ * flush to Redis, where instances add up).
+ *
+ * Bounded: at most `maxKeys` served/impression rows (set it to catalog size × 24; `setMaxKeys`
+ * when the catalog changes, `retain` to drop ads that left it) and `maxNoFillKeys` no-fill rows.
+ * A count for a new key past the bound is not kept but added to `dropped`. Counting never
+ * throws: an hour outside 0–23 is dropped too.
+ *
+ * Rates are `null` when their denominator is 0:
+ * - `fill_rate` = served / requests, requests = served + no-fill. For one ad: the share of the
+ *   requests for its country and language that this ad filled.
+ * - `show_rate` = impressions / served (per process it can exceed 1 when another instance served).
+ * @module
+ */
+
+export interface StatsRow {
+  readonly ad: string;
+  readonly country: string;
+  readonly lang: string;
+  readonly hour: number;
+  readonly served: number;
+  readonly impressions: number;
+}
+
+export interface NoFillRow {
+  readonly country: string;
+  readonly lang: string;
+  readonly reason: string;
+  readonly hour: number;
+  readonly count: number;
+}
+
+export interface Rates {
+  readonly requests: number;
+  readonly served: number;
+  readonly impressions: number;
+  readonly fill_rate: number | null;
+  readonly show_rate: number | null;
+}
+
+export interface CountryStats extends Rates {
+  readonly no_fill: number;
+}
+
+export interface Dropped {
+  readonly served: number;
+  readonly impressions: number;
+  readonly no_fill: number;
+}
+
+/** The `GET /stats` body. */
+export interface StatsSnapshot {
+  readonly generated_at: string;
+  readonly since: string;
+  readonly totals: CountryStats;
+  readonly by_ad: Readonly<Record<string, Rates>>;
+  readonly by_country: Readonly<Record<string, CountryStats>>;
+  readonly no_fill_by_reason: Readonly<Record<string, number>>;
+  readonly rows: readonly StatsRow[];
+  readonly no_fill_rows: readonly NoFillRow[];
+  readonly dropped: Dropped;
+  readonly limits: { readonly max_keys: number; readonly max_no_fill_keys: number };
+}
+
+/** What `drain()` returns: only keys whose counts grew, with the growth. */
+export interface StatsDelta {
+  readonly rows: readonly StatsRow[];
+  readonly no_fill_rows: readonly NoFillRow[];
+}
+
+export interface ServedStatsOptions {
+  /** Served/impression rows kept at most (default 262,144 = 10,922 ads × 24 hours). */
+  readonly maxKeys?: number;
+  /** No-fill rows kept at most (default 24,576). */
+  readonly maxNoFillKeys?: number;
+  /** When counting started (epoch ms), for `since`. */
+  readonly startedAtMs: number;
+}
+
+export const DEFAULT_MAX_KEYS = 262_144;
+export const DEFAULT_MAX_NO_FILL_KEYS = 24_576;
+const INITIAL_CAPACITY = 256;
+
+interface Key {
+  readonly b: string;
+  readonly c: string;
+  /** Slot of each hour, -1 when that hour has no row yet. */
+  readonly slots: Int32Array;
+}
+
+/**
+ * Counters keyed by (a, b, c, hour), `columns` numbers per row, in growable typed arrays. Rows
+ * are found through `a` (a Map) and then a short list of (b, c) pairs: served rows have one
+ * per ad. Freed slots (see `retain`) are reused.
+ */
+class CounterTable {
+  readonly columns: number;
+  maxKeys: number;
+  readonly #byA = new Map<string, Key[]>();
+  #capacity = 0;
+  #used = 0;
+  #high = 0;
+  #free: number[] = [];
+  #counts = new Float64Array(0);
+  #drained = new Float64Array(0);
+  #slotA: (string | undefined)[] = [];
+  #slotKey: (Key | undefined)[] = [];
+  #slotHour = new Uint8Array(0);
+
+  constructor(columns: number, maxKeys: number) {
+    this.columns = columns;
+    this.maxKeys = maxKeys;
+  }
+
+  get size(): number {
+    return this.#used;
+  }
+
+  /** The row's slot, created on first use; -1 when the hour is invalid or the table is full. */
+  slot(a: string, b: string, c: string, hour: number): number {
+    if (!(hour >= 0 && hour < 24 && (hour | 0) === hour)) return -1;
+    let keys = this.#byA.get(a);
+    let key: Key | undefined;
+    if (keys !== undefined) {
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i] as Key;
+        if (k.b === b && k.c === c) {
+          key = k;
+          break;
+        }
+      }
+      if (key !== undefined) {
+        const s = key.slots[hour] as number;
+        if (s >= 0) return s;
+      }
+    }
+    if (this.#used >= this.maxKeys) return -1;
+    if (key === undefined) {
+      key = { b, c, slots: new Int32Array(24).fill(-1) };
+      if (keys === undefined) {
+        keys = [];
+        this.#byA.set(a, keys);
+      }
+      keys.push(key);
+    }
+    const s = this.#allocate();
+    key.slots[hour] = s;
+    this.#slotA[s] = a;
+    this.#slotKey[s] = key;
+    this.#slotHour[s] = hour;
+    return s;
+  }
+
+  add(slot: number, column: number, n: number): void {
+    const i = slot * this.columns + column;
+    this.#counts[i] = (this.#counts[i] as number) + n;
+  }
+
+  /** Visits every row in use with its cumulative counts (the buffer is reused between calls). */
+  forEach(visit: (a: string, b: string, c: string, hour: number, counts: Float64Array) => void): void {
+    const buf = new Float64Array(this.columns);
+    for (let s = 0; s < this.#high; s++) {
+      const key = this.#slotKey[s];
+      if (key === undefined) continue;
+      for (let col = 0; col < this.columns; col++) buf[col] = this.#counts[s * this.columns + col] as number;
+      visit(this.#slotA[s] as string, key.b, key.c, this.#slotHour[s] as number, buf);
+    }
+  }
+
+  /** Visits rows that grew since the previous drain, with the growth, and marks them drained. */
+  drain(visit: (a: string, b: string, c: string, hour: number, deltas: Float64Array) => void): void {
+    const buf = new Float64Array(this.columns);
+    for (let s = 0; s < this.#high; s++) {
+      const key = this.#slotKey[s];
+      if (key === undefined) continue;
+      let grew = false;
+      for (let col = 0; col < this.columns; col++) {
+        const i = s * this.columns + col;
+        const d = (this.#counts[i] as number) - (this.#drained[i] as number);
+        buf[col] = d;
+        if (d !== 0) grew = true;
+        this.#drained[i] = this.#counts[i] as number;
+      }
+      if (grew) visit(this.#slotA[s] as string, key.b, key.c, this.#slotHour[s] as number, buf);
+    }
+  }
+
+  /** Removes every row whose `a` fails `keep`; their slots are reused. */
+  retain(keep: (a: string) => boolean): void {
+    for (const [a, keys] of this.#byA) {
+      if (keep(a)) continue;
+      this.#byA.delete(a);
+      for (const key of keys) {
+        for (let h = 0; h < 24; h++) {
+          const s = key.slots[h] as number;
+          if (s < 0) continue;
+          this.#slotA[s] = undefined;
+          this.#slotKey[s] = undefined;
+          this.#counts.fill(0, s * this.columns, (s + 1) * this.columns);
+          this.#drained.fill(0, s * this.columns, (s + 1) * this.columns);
+          this.#free.push(s);
+          this.#used--;
+        }
+      }
+    }
+  }
+
+  #allocate(): number {
+    this.#used++;
+    const reused = this.#free.pop();
+    if (reused !== undefined) return reused;
+    if (this.#high === this.#capacity) this.#grow();
+    return this.#high++;
+  }
+
+  #grow(): void {
+    const capacity = Math.max(INITIAL_CAPACITY, this.#capacity * 2);
+    const counts = new Float64Array(capacity * this.columns);
+    counts.set(this.#counts);
+    const drained = new Float64Array(capacity * this.columns);
+    drained.set(this.#drained);
+    const hours = new Uint8Array(capacity);
+    hours.set(this.#slotHour);
+    this.#counts = counts;
+    this.#drained = drained;
+    this.#slotHour = hours;
+    this.#capacity = capacity;
+  }
+}
+
+const SERVED = 0;
+const IMPRESSIONS = 1;
+
+function rate(numerator: number, denominator: number): number | null {
+  return denominator === 0 ? null : Math.round((numerator / denominator) * 1e6) / 1e6;
+}
+
+function checkLimit(value: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new RangeError(`${name} must be a non-negative integer`);
+  return value;
+}
+
+export class ServedStats {
+  readonly #rows: CounterTable;
+  readonly #noFill: CounterTable;
+  readonly #startedAtMs: number;
+  #droppedServed = 0;
+  #droppedImpressions = 0;
+  #droppedNoFill = 0;
+
+  constructor(options: ServedStatsOptions) {
+    this.#rows = new CounterTable(2, checkLimit(options.maxKeys ?? DEFAULT_MAX_KEYS, "maxKeys"));
+    this.#noFill = new CounterTable(
+      1,
+      checkLimit(options.maxNoFillKeys ?? DEFAULT_MAX_NO_FILL_KEYS, "maxNoFillKeys"),
+    );
+    this.#startedAtMs = options.startedAtMs;
+  }
+
+  /** One ad served for a request of (country, lang) in that UTC hour. */
+  served(adId: string, country: string, lang: string, hour: number): void {
+    const s = this.#rows.slot(adId, country, lang, hour);
+    if (s < 0) this.#droppedServed++;
+    else this.#rows.add(s, SERVED, 1);
+  }
+
+  /** One counted impression (not a replay) for a decision taken in that UTC hour. */
+  impression(adId: string, country: string, lang: string, hour: number): void {
+    const s = this.#rows.slot(adId, country, lang, hour);
+    if (s < 0) this.#droppedImpressions++;
+    else this.#rows.add(s, IMPRESSIONS, 1);
+  }
+
+  /** One valid request that got no ad, and why. */
+  noFill(country: string, lang: string, hour: number, reason: string): void {
+    const s = this.#noFill.slot(country, lang, reason, hour);
+    if (s < 0) this.#droppedNoFill++;
+    else this.#noFill.add(s, 0, 1);
+  }
+
+  /** Rows in use: served/impression rows and no-fill rows. */
+  get size(): { readonly rows: number; readonly noFillRows: number } {
+    return { rows: this.#rows.size, noFillRows: this.#noFill.size };
+  }
+
+  /** Changes the row bound (e.g. catalog size × 24 after a swap). Existing rows stay. */
+  setMaxKeys(maxKeys: number): void {
+    this.#rows.maxKeys = checkLimit(maxKeys, "maxKeys");
+  }
+
+  /** Drops the rows of ads `isLive` refuses (ads that left the catalog). Drain first to keep them. */
+  retain(isLive: (adId: string) => boolean): void {
+    this.#rows.retain(isLive);
+  }
+
+  /** Cumulative counts and rates as the `GET /stats` body. */
+  snapshot(nowMs: number, options: { readonly includeRows?: boolean } = {}): StatsSnapshot {
+    const includeRows = options.includeRows ?? true;
+    const rows: StatsRow[] = [];
+    const noFillRows: NoFillRow[] = [];
+    // Requests per (country, lang), for the per-ad share.
+    const pairs = new Map<string, { served: number; noFill: number }>();
+    const pair = (country: string, lang: string) => {
+      const k = `${country}\u0000${lang}`;
+      let p = pairs.get(k);
+      if (p === undefined) {
+        p = { served: 0, noFill: 0 };
+        pairs.set(k, p);
+      }
+      return p;
+    };
+    const ads = new Map<string, { served: number; impressions: number; pairs: Set<string> }>();
+    const countries = new Map<string, { served: number; impressions: number; noFill: number }>();
+    const country = (c: string) => {
+      let entry = countries.get(c);
+      if (entry === undefined) {
+        entry = { served: 0, impressions: 0, noFill: 0 };
+        countries.set(c, entry);
+      }
+      return entry;
+    };
+    const reasons = new Map<string, number>();
+    let served = 0;
+    let impressions = 0;
+    let noFill = 0;
+
+    this.#rows.forEach((ad, c, lang, hour, counts) => {
+      const s = counts[SERVED] as number;
+      const i = counts[IMPRESSIONS] as number;
+      served += s;
+      impressions += i;
+      pair(c, lang).served += s;
+      let a = ads.get(ad);
+      if (a === undefined) {
+        a = { served: 0, impressions: 0, pairs: new Set() };
+        ads.set(ad, a);
+      }
+      a.served += s;
+      a.impressions += i;
+      a.pairs.add(`${c}\u0000${lang}`);
+      const e = country(c);
+      e.served += s;
+      e.impressions += i;
+      if (includeRows) rows.push({ ad, country: c, lang, hour, served: s, impressions: i });
+    });
+    this.#noFill.forEach((c, lang, reason, hour, counts) => {
+      const n = counts[0] as number;
+      noFill += n;
+      pair(c, lang).noFill += n;
+      country(c).noFill += n;
+      reasons.set(reason, (reasons.get(reason) ?? 0) + n);
+      if (includeRows) noFillRows.push({ country: c, lang, reason, hour, count: n });
+    });
+
+    const byAd: Record<string, Rates> = Object.create(null);
+    for (const ad of [...ads.keys()].sort()) {
+      const a = ads.get(ad) as { served: number; impressions: number; pairs: Set<string> };
+      let requests = 0;
+      for (const k of a.pairs) {
+        const p = pairs.get(k) as { served: number; noFill: number };
+        requests += p.served + p.noFill;
+      }
+      byAd[ad] = {
+        requests,
+        served: a.served,
+        impressions: a.impressions,
+        fill_rate: rate(a.served, requests),
+        show_rate: rate(a.impressions, a.served),
+      };
+    }
+    const byCountry: Record<string, CountryStats> = Object.create(null);
+    for (const c of [...countries.keys()].sort()) {
+      const e = countries.get(c) as { served: number; impressions: number; noFill: number };
+      byCountry[c] = countryStats(e.served, e.impressions, e.noFill);
+    }
+    const byReason: Record<string, number> = Object.create(null);
+    for (const r of [...reasons.keys()].sort()) byReason[r] = reasons.get(r) as number;
+
+    rows.sort(
+      (x, y) => cmp(x.ad, y.ad) || cmp(x.country, y.country) || cmp(x.lang, y.lang) || x.hour - y.hour,
+    );
+    noFillRows.sort(
+      (x, y) =>
+        cmp(x.country, y.country) || cmp(x.lang, y.lang) || cmp(x.reason, y.reason) || x.hour - y.hour,
+    );
+    return {
+      generated_at: new Date(nowMs).toISOString(),
+      since: new Date(this.#startedAtMs).toISOString(),
+      totals: countryStats(served, impressions, noFill),
+      by_ad: byAd,
+      by_country: byCountry,
+      no_fill_by_reason: byReason,
+      rows,
+      no_fill_rows: noFillRows,
+      dropped: {
+        served: this.#droppedServed,
+        impressions: this.#droppedImpressions,
+        no_fill: this.#droppedNoFill,
+      },
+      limits: { max_keys: this.#rows.maxKeys, max_no_fill_keys: this.#noFill.maxKeys },
+    };
+  }
+
+  /** The counts added since the previous `drain()` (only rows that grew). */
+  drain(): StatsDelta {
+    const rows: StatsRow[] = [];
+    const noFillRows: NoFillRow[] = [];
+    this.#rows.drain((ad, country, lang, hour, d) =>
+      rows.push({
+        ad,
+        country,
+        lang,
+        hour,
+        served: d[SERVED] as number,
+        impressions: d[IMPRESSIONS] as number,
+      }),
+    );
+    this.#noFill.drain((country, lang, reason, hour, d) =>
+      noFillRows.push({ country, lang, reason, hour, count: d[0] as number }),
+    );
+    return { rows, no_fill_rows: noFillRows };
+  }
+}
+
+function countryStats(served: number, impressions: number, noFill: number): CountryStats {
+  const requests = served + noFill;
+  return {
+    requests,
+    served,
+    no_fill: noFill,
+    impressions,
+    fill_rate: rate(served, requests),
+    show_rate: rate(impressions, served),
+  };
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,210 @@
+import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
+import { ServedStats } from "../../../src/stats/served.ts";
+
+const T0 = Date.UTC(2026, 10, 3, 14, 0);
+
+function filled(): ServedStats {
+  const stats = new ServedStats({ startedAtMs: T0 });
+  for (let i = 0; i < 3; i++) stats.served("a1", "us", "eng", 14);
+  stats.served("a2", "us", "eng", 14);
+  stats.served("a3", "fr", "fra", 9);
+  stats.impression("a1", "us", "eng", 14);
+  stats.impression("a1", "us", "eng", 14);
+  stats.noFill("us", "eng", 14, "outside_hours");
+  stats.noFill("de", "deu", 3, "no_ad_for_country_lang");
+  return stats;
+}
+
+describe("ServedStats", () => {
+  test("snapshot: totals, per ad, per country, per reason, rows, rates", () => {
+    const snap = filled().snapshot(T0 + 5000);
+    expect(snap.generated_at).toBe("2026-11-03T14:00:05.000Z");
+    expect(snap.since).toBe("2026-11-03T14:00:00.000Z");
+    expect(snap.totals).toEqual({
+      requests: 7,
+      served: 5,
+      no_fill: 2,
+      impressions: 2,
+      fill_rate: 0.714286,
+      show_rate: 0.4,
+    });
+    // a1: 3 of the 5 requests for us/eng (3 + 1 served, 1 no fill).
+    expect(snap.by_ad.a1).toEqual({
+      requests: 5,
+      served: 3,
+      impressions: 2,
+      fill_rate: 0.6,
+      show_rate: 0.666667,
+    });
+    expect(snap.by_ad.a2).toEqual({ requests: 5, served: 1, impressions: 0, fill_rate: 0.2, show_rate: 0 });
+    expect(snap.by_ad.a3).toEqual({ requests: 1, served: 1, impressions: 0, fill_rate: 1, show_rate: 0 });
+    expect(snap.by_country.us).toEqual({
+      requests: 5,
+      served: 4,
+      no_fill: 1,
+      impressions: 2,
+      fill_rate: 0.8,
+      show_rate: 0.5,
+    });
+    expect(snap.by_country.de).toEqual({
+      requests: 1,
+      served: 0,
+      no_fill: 1,
+      impressions: 0,
+      fill_rate: 0,
+      show_rate: null,
+    });
+    expect(snap.no_fill_by_reason).toEqual({ no_ad_for_country_lang: 1, outside_hours: 1 });
+    expect(snap.rows).toEqual([
+      { ad: "a1", country: "us", lang: "eng", hour: 14, served: 3, impressions: 2 },
+      { ad: "a2", country: "us", lang: "eng", hour: 14, served: 1, impressions: 0 },
+      { ad: "a3", country: "fr", lang: "fra", hour: 9, served: 1, impressions: 0 },
+    ]);
+    expect(snap.no_fill_rows).toEqual([
+      { country: "de", lang: "deu", reason: "no_ad_for_country_lang", hour: 3, count: 1 },
+      { country: "us", lang: "eng", reason: "outside_hours", hour: 14, count: 1 },
+    ]);
+    expect(snap.dropped).toEqual({ served: 0, impressions: 0, no_fill: 0 });
+    expect(JSON.parse(JSON.stringify(snap))).toEqual(snap); // plain JSON, nothing lost
+    expect(filled().snapshot(T0, { includeRows: false }).rows).toEqual([]);
+  });
+
+  test("empty: rates are null", () => {
+    const snap = new ServedStats({ startedAtMs: T0 }).snapshot(T0);
+    expect(snap.totals).toEqual({
+      requests: 0,
+      served: 0,
+      no_fill: 0,
+      impressions: 0,
+      fill_rate: null,
+      show_rate: null,
+    });
+    expect(snap.rows).toEqual([]);
+  });
+
+  test("drain: only what grew since the previous drain; snapshots stay cumulative", () => {
+    const stats = filled();
+    const first = stats.drain();
+    expect(first.rows).toHaveLength(3);
+    expect(first.rows).toContainEqual({
+      ad: "a1",
+      country: "us",
+      lang: "eng",
+      hour: 14,
+      served: 3,
+      impressions: 2,
+    });
+    expect(first.no_fill_rows).toHaveLength(2);
+    expect(stats.drain()).toEqual({ rows: [], no_fill_rows: [] });
+    stats.impression("a2", "us", "eng", 14);
+    stats.served("a4", "us", "eng", 15);
+    stats.noFill("us", "eng", 14, "outside_hours");
+    expect(stats.drain()).toEqual({
+      rows: [
+        { ad: "a2", country: "us", lang: "eng", hour: 14, served: 0, impressions: 1 },
+        { ad: "a4", country: "us", lang: "eng", hour: 15, served: 1, impressions: 0 },
+      ],
+      no_fill_rows: [{ country: "us", lang: "eng", reason: "outside_hours", hour: 14, count: 1 }],
+    });
+    expect(stats.snapshot(T0).totals.served).toBe(6);
+  });
+
+  test("bounded: rows past maxKeys are dropped and counted; existing rows keep counting", () => {
+    const stats = new ServedStats({ startedAtMs: T0, maxKeys: 48, maxNoFillKeys: 2 });
+    for (let ad = 0; ad < 5; ad++) for (let h = 0; h < 24; h++) stats.served(`ad${ad}`, "us", "eng", h);
+    expect(stats.size.rows).toBe(48);
+    stats.served("ad0", "us", "eng", 3);
+    stats.impression("ad9", "us", "eng", 3);
+    for (const reason of ["a", "b", "c"]) stats.noFill("us", "eng", 1, reason);
+    const snap = stats.snapshot(T0);
+    expect(snap.dropped).toEqual({ served: 72, impressions: 1, no_fill: 1 });
+    expect(snap.rows.find((r) => r.ad === "ad0" && r.hour === 3)?.served).toBe(2);
+    expect(snap.limits).toEqual({ max_keys: 48, max_no_fill_keys: 2 });
+  });
+
+  test("invalid hours are dropped, never thrown", () => {
+    const stats = new ServedStats({ startedAtMs: T0 });
+    for (const h of [-1, 24, 1.5, Number.NaN]) {
+      stats.served("a", "us", "eng", h);
+      stats.noFill("us", "eng", h, "x");
+    }
+    expect(stats.size).toEqual({ rows: 0, noFillRows: 0 });
+    expect(stats.snapshot(T0).dropped).toEqual({ served: 4, impressions: 0, no_fill: 4 });
+  });
+
+  test("retain drops ads that left the catalog and frees their rows for new ones", () => {
+    const stats = new ServedStats({ startedAtMs: T0, maxKeys: 24 });
+    for (let h = 0; h < 24; h++) stats.served("old", "us", "eng", h);
+    stats.served("new", "us", "eng", 0);
+    expect(stats.snapshot(T0).dropped.served).toBe(1);
+    stats.retain((id) => id !== "old");
+    expect(stats.size.rows).toBe(0);
+    stats.served("new", "us", "eng", 0);
+    stats.setMaxKeys(1);
+    stats.served("new", "us", "eng", 1);
+    const snap = stats.snapshot(T0);
+    expect(snap.rows).toEqual([
+      { ad: "new", country: "us", lang: "eng", hour: 0, served: 1, impressions: 0 },
+    ]);
+    expect(snap.by_ad.old).toBeUndefined();
+    expect(snap.dropped.served).toBe(2);
+    expect(() => stats.setMaxKeys(-1)).toThrow(RangeError);
+  });
+
+  test("ad ids like __proto__ are ordinary keys in the JSON", () => {
+    const stats = new ServedStats({ startedAtMs: T0 });
+    stats.served("__proto__", "us", "eng", 0);
+    const json = JSON.parse(JSON.stringify(stats.snapshot(T0)));
+    expect(Object.keys(json.by_ad)).toEqual(["__proto__"]);
+  });
+
+  test("fast-check: counts match a reference model, and the sum of drains equals the snapshot", () => {
+    const event = fc.record({
+      kind: fc.constantFrom("served", "impression", "noFill", "drain"),
+      ad: fc.constantFrom("a", "b", "c"),
+      country: fc.constantFrom("us", "fr"),
+      hour: fc.integer({ min: 0, max: 23 }),
+    });
+    fc.assert(
+      fc.property(fc.array(event, { maxLength: 200 }), (events) => {
+        const stats = new ServedStats({ startedAtMs: 0 });
+        const model = new Map<string, number>();
+        const drained = new Map<string, number>();
+        const bump = (m: Map<string, number>, k: string, n: number) => m.set(k, (m.get(k) ?? 0) + n);
+        const absorb = () => {
+          const d = stats.drain();
+          for (const r of d.rows) {
+            bump(drained, `s|${r.ad}|${r.country}|${r.hour}`, r.served);
+            bump(drained, `i|${r.ad}|${r.country}|${r.hour}`, r.impressions);
+          }
+          for (const r of d.no_fill_rows) bump(drained, `n|${r.country}|${r.hour}`, r.count);
+        };
+        for (const e of events) {
+          if (e.kind === "served") {
+            stats.served(e.ad, e.country, "eng", e.hour);
+            bump(model, `s|${e.ad}|${e.country}|${e.hour}`, 1);
+          } else if (e.kind === "impression") {
+            stats.impression(e.ad, e.country, "eng", e.hour);
+            bump(model, `i|${e.ad}|${e.country}|${e.hour}`, 1);
+          } else if (e.kind === "noFill") {
+            stats.noFill(e.country, "eng", e.hour, "outside_hours");
+            bump(model, `n|${e.country}|${e.hour}`, 1);
+          } else absorb();
+        }
+        absorb();
+        const snap = stats.snapshot(0);
+        const seen = new Map<string, number>();
+        for (const r of snap.rows) {
+          bump(seen, `s|${r.ad}|${r.country}|${r.hour}`, r.served);
+          bump(seen, `i|${r.ad}|${r.country}|${r.hour}`, r.impressions);
+        }
+        for (const r of snap.no_fill_rows) bump(seen, `n|${r.country}|${r.hour}`, r.count);
+        const nonZero = (m: Map<string, number>) => new Map([...m].filter(([, v]) => v !== 0));
+        expect(nonZero(seen)).toEqual(model);
+        expect(nonZero(drained)).toEqual(model);
+      }),
+      { numRuns: 200, seed: 13 },
+    );
+  });
+});
