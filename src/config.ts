@@ -42,6 +42,8 @@ export interface Config {
   /** Deadline for requests that await (JWT verification), ms. */
   readonly requestTimeoutMs: number;
   readonly tls: { readonly cert: string; readonly key: string } | null;
+  /** Seconds an idle keep-alive connection is kept (1–255); above the balancer's idle timeout. */
+  readonly idleTimeoutSeconds: number;
 }
 
 export interface JwtConfig {
@@ -69,6 +71,7 @@ export const DEFAULTS: Config = Object.freeze({
   maxInFlight: 512,
   requestTimeoutMs: 500,
   tls: null,
+  idleTimeoutSeconds: 10,
 });
 
 /** `ADDR:PORT`, `:PORT` (loopback), or `[v6]:PORT`. Port 0 picks a free port. */
@@ -162,6 +165,13 @@ export function makeConfig(partial: Partial<Config> = {}): Config {
   const config = { ...DEFAULTS, ...partial, fetch: { ...DEFAULTS.fetch, ...partial.fetch } };
   if (config.workers > 1 && config.listen.port === 0) {
     throw new ConfigError("--workers above 1 needs a fixed --listen port (workers share it)");
+  }
+  if (
+    !Number.isInteger(config.idleTimeoutSeconds) ||
+    config.idleTimeoutSeconds < 1 ||
+    config.idleTimeoutSeconds > 255
+  ) {
+    throw new ConfigError("--idle-timeout must be a whole number of seconds from 1 to 255");
   }
   const authenticated = config.apiKeysFile !== null || config.jwt !== null;
   if (!authenticated && !config.allowAnonymous && !isLoopback(config.listen.host)) {

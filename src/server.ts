@@ -163,7 +163,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
       reusePort: config.workers > 1 || config.tls !== null,
       // Never the development error page: it would show source and paths.
       development: false,
-      idleTimeout: 10,
+      idleTimeout: config.idleTimeoutSeconds,
       routes,
       fetch: fallback,
       error(error) {

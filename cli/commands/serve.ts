@@ -57,6 +57,7 @@ interface ServeOptions {
   requestTimeout: number;
   tlsCert?: string;
   tlsKey?: string;
+  idleTimeout: number;
 }
 
 function collect(parse: (value: string) => string): (value: string, previous: string[]) => string[] {
@@ -87,6 +88,7 @@ export function serveConfig(opts: ServeOptions): Config {
     maxInFlight: opts.maxInFlight,
     requestTimeoutMs: opts.requestTimeout * 1000,
     tls: tls(opts.tlsCert, opts.tlsKey),
+    idleTimeoutSeconds: opts.idleTimeout,
   });
 }
 
@@ -230,6 +232,15 @@ export function serveCommand(): Command {
         .env("ADSRV_REQUEST_TIMEOUT")
         .argParser(arg((v) => parsePositive("--request-timeout", v)))
         .default(d.requestTimeoutMs / 1000),
+    )
+    .addOption(
+      new Option(
+        "--idle-timeout <seconds>",
+        "idle keep-alive connections close after this (1-255; above your LB's)",
+      )
+        .env("ADSRV_IDLE_TIMEOUT")
+        .argParser(arg((v) => parseCount("--idle-timeout", v)))
+        .default(d.idleTimeoutSeconds),
     )
     .addOption(
       new Option("--tls-cert <file>", "PEM certificate chain (TLS 1.2+; reloaded on SIGHUP)").env(
