@@ -47,7 +47,7 @@ export function adBody(ad: Ad): string {
 }
 
 /** Lines hashed per `update` call: fewer native calls, same bytes. */
-const HASH_BATCH = 512;
+const HASH_BATCH = 256;
 
 function* versionSteps(ads: readonly Ad[]): Generator<void, string> {
   const hasher = new Bun.CryptoHasher("sha256");
@@ -71,7 +71,7 @@ export function catalogVersion(ads: readonly Ad[]): string {
 }
 
 /** Ads indexed per step (between two possible pauses of a chunked build). */
-const STEP = 1024;
+const STEP = 256;
 
 function* indexSteps(ads: readonly Ad[], version: string, loadedAt: number): Generator<void, Snapshot> {
   // Group by country, lang: remember each ad's hour mask, in catalog order.

@@ -152,7 +152,7 @@ function readableId(raw: unknown): string | null {
 }
 
 /** Entries yield to the caller (see `runChunked`) every this many. */
-const STEP = 512;
+const STEP = 128;
 
 /** Accumulates the valid ads and the issues of one document, entry by entry. */
 class Collector {
@@ -233,7 +233,7 @@ export function validateCatalog(doc: unknown): ValidationResult {
 // If any piece fails to parse, the whole text goes through `JSON.parse` instead, so results and
 // error messages are exactly those of the general path.
 
-const PIECE = 1 << 18;
+const PIECE = 1 << 16;
 
 function isWs(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;

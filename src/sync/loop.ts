@@ -55,7 +55,7 @@ const CHUNKED_FROM_CHARS = 1 << 20;
 const SLICE_MS = 2;
 
 /** Lets pending I/O (requests) run before the next slice of a rebuild. */
-const pause = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const pause = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0));
 
 export class CatalogSync {
   private validators: Validators | null = null;
