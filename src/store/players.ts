@@ -99,6 +99,8 @@ interface MemoryPlayer {
 }
 
 export interface MemoryPlayerStore extends PlayerStore {
+  /** `decide` without the promise, for the in-process path (no I/O). */
+  decideNow(playerId: string, candidates: readonly PlayerCandidate[], nowMs: number): PlayerChoice;
   /** Players held now (for tests and metrics). */
   size(): number;
 }
@@ -107,6 +109,7 @@ export function memoryPlayerStore(options: MemoryPlayerStoreOptions): MemoryPlay
   const maxPlayers = options.maxPlayers;
   if (!Number.isSafeInteger(maxPlayers) || maxPlayers < 1) throw new RangeError("maxPlayers must be ≥ 1");
   const ttl = options.lastServedTtlMs ?? DEFAULT_LAST_SERVED_TTL_MS;
+  if (!Number.isSafeInteger(ttl) || ttl < 1) throw new RangeError("lastServedTtlMs must be ≥ 1 ms");
   // Insertion order = least recently served first (re-inserted on every serve).
   const players = new Map<string, MemoryPlayer>();
 
@@ -119,50 +122,57 @@ export function memoryPlayerStore(options: MemoryPlayerStoreOptions): MemoryPlay
     }
   };
 
+  const decideNow = (
+    playerId: string,
+    candidates: readonly PlayerCandidate[],
+    nowMs: number,
+  ): PlayerChoice => {
+    checkPlayer(playerId);
+    checkCandidates(candidates);
+    const key = hashPlayerId(playerId);
+    let player = players.get(key);
+    if (player !== undefined && expired(player, nowMs)) {
+      players.delete(key);
+      player = undefined;
+    }
+    const history = candidates.map((c) => {
+      let inWindow = 0;
+      if (c.cap > 0 && player !== undefined) {
+        const times = player.serves.get(c.id);
+        if (times !== undefined) {
+          const kept = times.filter((t) => t > nowMs - c.windowMs);
+          if (kept.length === 0) player.serves.delete(c.id);
+          else player.serves.set(c.id, kept);
+          inWindow = kept.length;
+        }
+      }
+      return { lastServedMs: player?.last.get(c.id) ?? null, servedInWindow: inWindow };
+    });
+    const choice = choosePlayerAd(candidates, history);
+    if (choice.kind === "capped") return choice;
+    const chosen = candidates[choice.index] as PlayerCandidate;
+    if (player === undefined) {
+      player = { last: new Map(), serves: new Map(), stamp: -Infinity, servedAt: nowMs, keepMs: ttl };
+    }
+    player.stamp = player.stamp >= nowMs ? player.stamp + 1 : nowMs;
+    player.last.set(chosen.id, player.stamp);
+    if (chosen.cap > 0) {
+      const times = player.serves.get(chosen.id);
+      if (times === undefined) player.serves.set(chosen.id, [nowMs]);
+      else times.push(nowMs);
+      if (chosen.windowMs > player.keepMs) player.keepMs = chosen.windowMs;
+    }
+    player.servedAt = nowMs;
+    players.delete(key);
+    players.set(key, player);
+    sweep(nowMs);
+    return choice;
+  };
+
   return {
     size: () => players.size,
-    async decide(playerId, candidates, nowMs) {
-      checkPlayer(playerId);
-      checkCandidates(candidates);
-      const key = hashPlayerId(playerId);
-      let player = players.get(key);
-      if (player !== undefined && expired(player, nowMs)) {
-        players.delete(key);
-        player = undefined;
-      }
-      const history = candidates.map((c) => {
-        let inWindow = 0;
-        if (c.cap > 0 && player !== undefined) {
-          const times = player.serves.get(c.id);
-          if (times !== undefined) {
-            const kept = times.filter((t) => t > nowMs - c.windowMs);
-            if (kept.length === 0) player.serves.delete(c.id);
-            else player.serves.set(c.id, kept);
-            inWindow = kept.length;
-          }
-        }
-        return { lastServedMs: player?.last.get(c.id) ?? null, servedInWindow: inWindow };
-      });
-      const choice = choosePlayerAd(candidates, history);
-      if (choice.kind === "capped") return choice;
-      const chosen = candidates[choice.index] as PlayerCandidate;
-      if (player === undefined) {
-        player = { last: new Map(), serves: new Map(), stamp: -Infinity, servedAt: nowMs, keepMs: ttl };
-      }
-      player.stamp = player.stamp >= nowMs ? player.stamp + 1 : nowMs;
-      player.last.set(chosen.id, player.stamp);
-      if (chosen.cap > 0) {
-        const times = player.serves.get(chosen.id);
-        if (times === undefined) player.serves.set(chosen.id, [nowMs]);
-        else times.push(nowMs);
-        if (chosen.windowMs > player.keepMs) player.keepMs = chosen.windowMs;
-      }
-      player.servedAt = nowMs;
-      players.delete(key);
-      players.set(key, player);
-      sweep(nowMs);
-      return choice;
-    },
+    decideNow,
+    decide: async (playerId, candidates, nowMs) => decideNow(playerId, candidates, nowMs),
   };
 }
 
@@ -239,7 +249,8 @@ export interface RedisPlayerStoreOptions {
 }
 
 export function redisPlayerStore(conn: StoreConnection, options: RedisPlayerStoreOptions = {}): PlayerStore {
-  const ttl = String(options.lastServedTtlMs ?? DEFAULT_LAST_SERVED_TTL_MS);
+  const ttl = options.lastServedTtlMs ?? DEFAULT_LAST_SERVED_TTL_MS;
+  if (!Number.isSafeInteger(ttl) || ttl < 1) throw new RangeError("lastServedTtlMs must be ≥ 1 ms");
   const callOptions = options.timeoutMs === undefined ? undefined : { timeoutMs: options.timeoutMs };
   return {
     async decide(playerId, candidates, nowMs) {
@@ -249,11 +260,15 @@ export function redisPlayerStore(conn: StoreConnection, options: RedisPlayerStor
       if (candidates.length === 0) return CAPPED;
       const hash = hashPlayerId(playerId, options.pepper);
       const keys: string[] = [lastServedKey(hash)];
-      const args: string[] = [String(nowMs), ttl, String(candidates.length)];
+      const args: string[] = [String(nowMs), "", String(candidates.length)];
+      let keepMs = ttl;
       for (const c of candidates) {
         keys.push(windowKey(hash, c.id));
         args.push(c.id, String(c.cap), String(c.windowMs));
+        if (c.cap > 0 && c.windowMs > keepMs) keepMs = c.windowMs;
       }
+      // The last-served hash outlives every window it may be needed with.
+      args[1] = String(keepMs);
       const reply = await conn.eval(DECIDE_SCRIPT, keys, args, callOptions);
       if (reply === -1) return CAPPED;
       if (typeof reply !== "number" || !Number.isInteger(reply) || reply < 0 || reply >= candidates.length) {

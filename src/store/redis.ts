@@ -455,18 +455,30 @@ export function openRedis(url: string, options: OpenRedisOptions): StoreConnecti
     }
   };
 
-  const subscribeOn = async (link: Link, client: RedisClient, channel: string): Promise<boolean> => {
-    try {
-      await withDeadline(
-        client.subscribe(channel, (message) => deliver(client, channel, message)),
-        linkOptions.connectTimeoutMs,
-        "SUBSCRIBE",
-      );
-      return true;
-    } catch (error) {
-      link.drop(client, `subscribe failed: ${toStoreError(error).message}`);
-      return false;
+  /** Per connection: the channels subscribed on it (one SUBSCRIBE per channel and connection). */
+  const active = new WeakMap<RedisClient, Map<string, Promise<boolean>>>();
+
+  const subscribeOn = (link: Link, client: RedisClient, channel: string): Promise<boolean> => {
+    let onClient = active.get(client);
+    if (onClient === undefined) {
+      onClient = new Map();
+      active.set(client, onClient);
     }
+    const pending = onClient.get(channel);
+    if (pending !== undefined) return pending;
+    const done = withDeadline(
+      client.subscribe(channel, (message) => deliver(client, channel, message)),
+      linkOptions.connectTimeoutMs,
+      "SUBSCRIBE",
+    ).then(
+      () => true,
+      (error: unknown) => {
+        link.drop(client, `subscribe failed: ${toStoreError(error).message}`);
+        return false;
+      },
+    );
+    onClient.set(channel, done);
+    return done;
   };
 
   const ensureSubscriber = (): Link => {
@@ -476,10 +488,11 @@ export function openRedis(url: string, options: OpenRedisOptions): StoreConnecti
       onUp: (client) => {
         const link = subscriber as Link;
         void (async () => {
-          for (const [channel, handlers] of channels) {
+          // A snapshot: channels added meanwhile are subscribed by subscribe() itself.
+          for (const [channel, handlers] of [...channels]) {
             if (!(await subscribeOn(link, client, channel))) return;
             if (link.client !== client) return;
-            notifySubscribed(handlers);
+            if (channels.get(channel) === handlers) notifySubscribed(handlers);
           }
         })();
       },
@@ -553,23 +566,15 @@ export function openRedis(url: string, options: OpenRedisOptions): StoreConnecti
 
     subscribe(channel, onMessage, onSubscribed) {
       const handler: Handler = { onMessage, onSubscribed };
-      const existing = channels.get(channel);
-      const fresh = existing === undefined;
-      const handlers = existing ?? new Set<Handler>();
-      if (fresh) channels.set(channel, handlers);
+      const handlers = channels.get(channel) ?? new Set<Handler>();
+      channels.set(channel, handlers);
       handlers.add(handler);
       const link = ensureSubscriber();
       const client = link.client;
       if (client !== null) {
-        if (fresh) {
-          void subscribeOn(link, client, channel).then((ok) => {
-            if (ok && link.client === client && handlers.has(handler)) notifySubscribed([handler]);
-          });
-        } else {
-          queueMicrotask(() => {
-            if (link.client === client && handlers.has(handler)) notifySubscribed([handler]);
-          });
-        }
+        void subscribeOn(link, client, channel).then((ok) => {
+          if (ok && link.client === client && handlers.has(handler)) notifySubscribed([handler]);
+        });
       }
       return {
         unsubscribe() {
@@ -577,6 +582,7 @@ export function openRedis(url: string, options: OpenRedisOptions): StoreConnecti
           channels.delete(channel);
           const live = subscriber?.client ?? null;
           if (live !== null) {
+            active.get(live)?.delete(channel);
             withDeadline(live.unsubscribe(channel), commandTimeoutMs, "UNSUBSCRIBE").catch(() => {
               // A connection that cannot unsubscribe is dropped by its health check; the
               // channel is gone from the registry, so nothing is delivered meanwhile.

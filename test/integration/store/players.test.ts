@@ -150,6 +150,14 @@ describe.each(stores)("%s store", (_name, make) => {
 });
 
 describe("memory store bounds", () => {
+  test("decideNow is the same decision without a promise", () => {
+    const store = memoryPlayerStore({ maxPlayers: 10 });
+    const two = [cand("a"), cand("b")];
+    expect(store.decideNow("p", two, T0)).toEqual({ kind: "chosen", index: 0 });
+    expect(store.decideNow("p", two, T0 + 1)).toEqual({ kind: "chosen", index: 1 });
+    expect(() => store.decideNow("bad id", two, T0)).toThrow(TypeError);
+  });
+
   test("keeps at most maxPlayers, evicting the least recently served", async () => {
     const store = memoryPlayerStore({ maxPlayers: 2 });
     const two = [cand("a"), cand("b")];
@@ -327,6 +335,18 @@ describe("redis store", () => {
       else throw new Error(`unexpected key type ${type}`);
     }
     for (const p of players) expect(dump.toLowerCase()).not.toContain(p.toLowerCase());
+  });
+
+  test("the last-served hash lives at least as long as the largest window of a capped candidate", async () => {
+    const store = redisPlayerStore(conns[0] as StoreConnection, { lastServedTtlMs: 1_000 });
+    await store.decide("short", [cand("a")], Date.now());
+    expect(Number(await admin.send("PTTL", [lastServedKey(hashPlayerId("short"))]))).toBeLessThanOrEqual(
+      1_000,
+    );
+    await store.decide("long", [cand("a", 0, 9 * HOUR), cand("b", 1, 2 * HOUR)], Date.now());
+    const pttl = Number(await admin.send("PTTL", [lastServedKey(hashPlayerId("long"))]));
+    expect(pttl).toBeGreaterThan(2 * HOUR - 5_000);
+    expect(pttl).toBeLessThanOrEqual(2 * HOUR);
   });
 
   test("one EVALSHA per decision, every key it touches passed in KEYS", async () => {

@@ -57,13 +57,13 @@ describe("Bun RedisClient behaviour relied on (Bun 1.4.5)", () => {
   test("no command timeout: a GET waits behind DEBUG SLEEP", async () => {
     const client = new RedisClient(redis.url, { autoReconnect: false });
     await client.connect();
-    const sleeping = admin.send("DEBUG", ["SLEEP", "0.3"]);
+    const sleeping = admin.send("DEBUG", ["SLEEP", "0.6"]);
     await Bun.sleep(20);
     const r = await timed(() => client.get("nothing"));
     await sleeping;
     client.close();
     expect(r.ok).toBe(true);
-    expect(r.ms).toBeGreaterThan(200);
+    expect(r.ms).toBeGreaterThan(250); // far past any deadline we would set
   });
 
   test("enableOfflineQueue: false rejects at once while disconnected; the default queue waits", async () => {
@@ -222,7 +222,7 @@ describe("openRedis", () => {
       expect(conn.state()).toBe("open");
       const refused = await timed(() => conn.call("PING"));
       expect(kindOf(refused.error)).toBe("breaker_open");
-      expect(refused.ms).toBeLessThan(10);
+      expect(refused.ms).toBeLessThan(30);
 
       clock += 1_999;
       expect(conn.state()).toBe("open");
@@ -263,9 +263,10 @@ describe("openRedis", () => {
       await until(() => !conn.connected(), 2_000, "disconnect noticed");
       const r = await timed(() => conn.call("PING"));
       expect(kindOf(r.error)).toBe("unavailable");
-      expect(r.ms).toBeLessThan(10);
+      expect(r.ms).toBeLessThan(30);
     } finally {
       await redis.up();
+      admin = await redis.admin();
     }
     expect(await conn.waitConnected(3_000)).toBe(true);
     expect(await conn.call("PING")).toBe("PONG");
@@ -273,7 +274,6 @@ describe("openRedis", () => {
     expect(conn.stats().reconnects).toBe(1);
     expect(lines.some((l) => l.includes("redis reconnected"))).toBe(true);
     expect(lines.join("\n")).not.toContain(redis.socket as string);
-    admin = await redis.admin();
   });
 
   test("failed health pings drop a hung connection; a new one is made after SIGCONT", async () => {
@@ -324,6 +324,43 @@ describe("openRedis", () => {
     expect(got).toEqual(["one", "two"]);
   });
 
+  test("two handlers on one channel: one SUBSCRIBE, each message once per handler", async () => {
+    const conn = connect();
+    const a: string[] = [];
+    const b: string[] = [];
+    let subscribedA = 0;
+    let subscribedB = 0;
+    const subA = conn.subscribe(
+      "adsrv:test:two",
+      (m) => a.push(m),
+      () => subscribedA++,
+    );
+    conn.subscribe(
+      "adsrv:test:two",
+      (m) => b.push(m),
+      () => subscribedB++,
+    );
+    await until(() => subscribedA === 1 && subscribedB === 1, 2_000, "both subscribed");
+    expect(await admin.send("PUBSUB", ["NUMSUB", "adsrv:test:two"])).toEqual(["adsrv:test:two", 1]);
+    await admin.send("PUBLISH", ["adsrv:test:two", "m1"]);
+    await until(() => a.length === 1 && b.length === 1, 2_000, "m1");
+    // A late handler, once the connection is up, is subscribed (and told so) too.
+    const c: string[] = [];
+    let subscribedC = 0;
+    conn.subscribe(
+      "adsrv:test:two",
+      (m) => c.push(m),
+      () => subscribedC++,
+    );
+    await until(() => subscribedC === 1, 2_000, "late handler");
+    subA.unsubscribe(); // b and c still listen: the channel stays
+    await admin.send("PUBLISH", ["adsrv:test:two", "m2"]);
+    await until(() => b.length === 2 && c.length === 1, 2_000, "m2");
+    await Bun.sleep(30);
+    expect([a, b, c]).toEqual([["m1"], ["m1", "m2"], ["m2"]]);
+    expect([subscribedA, subscribedB, subscribedC]).toEqual([1, 1, 1]);
+  });
+
   test("subscriptions survive a server restart", async () => {
     const conn = connect();
     const got: string[] = [];
@@ -334,8 +371,11 @@ describe("openRedis", () => {
       () => subscribed++,
     );
     await until(() => subscribed === 1, 2_000, "subscribed");
-    await redis.restart();
-    admin = await redis.admin();
+    try {
+      await redis.restart();
+    } finally {
+      admin = await redis.admin();
+    }
     await until(() => subscribed === 2, 3_000, "re-subscribed after restart");
     await admin.send("PUBLISH", ["adsrv:test:restart", "after"]);
     await until(() => got.length === 1, 2_000, "message after restart");
@@ -358,6 +398,6 @@ describe("openRedis", () => {
     expect(await conn.waitConnected(100)).toBe(false);
     const r = await timed(() => conn.call("PING"));
     expect(kindOf(r.error)).toBe("unavailable");
-    expect(r.ms).toBeLessThan(10);
+    expect(r.ms).toBeLessThan(30);
   });
 });
