@@ -34,7 +34,7 @@ const CTX = {
   adServingId: `serving${ODD}]]>`,
   impressionUrl: `https://adsrv.example.com/impression?t=abc.DEF_-&x=${ODD}]]>`,
 };
-const REASONS = ["no_ad_for_country_lang", "outside_hours", "no-catalog", `weird ${ODD}]]>`];
+const REASONS = ["no_ad_for_country_lang", "outside_hours", "frequency_capped", `weird ${ODD}]]>`];
 
 const unavailable = schemaCheckUnavailable();
 
