@@ -196,8 +196,7 @@ export class CircuitBreaker {
   failure(): void {
     this.trial = false;
     if (this.mode === "open") {
-      this.openedAt = this.now();
-      this.onChange("open");
+      this.openedAt = this.now(); // a failed trial: another full cool-down (not logged again)
       return;
     }
     this.failures++;
