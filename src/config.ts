@@ -44,6 +44,8 @@ export interface Config {
   readonly tls: { readonly cert: string; readonly key: string } | null;
   /** Seconds an idle keep-alive connection is kept (1–255); above the balancer's idle timeout. */
   readonly idleTimeoutSeconds: number;
+  /** The admin listener (/metrics, /dashboard, /debug/decide, /catalog); null = off. */
+  readonly adminListen: Listen | null;
 }
 
 export interface JwtConfig {
@@ -72,6 +74,8 @@ export const DEFAULTS: Config = Object.freeze({
   requestTimeoutMs: 500,
   tls: null,
   idleTimeoutSeconds: 10,
+  // The library default is off; `adsrv serve` defaults to 127.0.0.1:9090.
+  adminListen: null,
 });
 
 /** `ADDR:PORT`, `:PORT` (loopback), or `[v6]:PORT`. Port 0 picks a free port. */
@@ -82,6 +86,11 @@ export function parseListen(value: string): Listen {
   if (port > 65535) throw new ConfigError(`listen port ${port} is over 65535`);
   const host = match[1] ?? (match[2] || "127.0.0.1");
   return { host, port };
+}
+
+/** `ADDR:PORT` as for --listen, or `off`. */
+export function parseAdminListen(value: string): Listen | null {
+  return value === "off" ? null : parseListen(value);
 }
 
 /** A finite number > 0. */
@@ -172,6 +181,17 @@ export function makeConfig(partial: Partial<Config> = {}): Config {
     config.idleTimeoutSeconds > 255
   ) {
     throw new ConfigError("--idle-timeout must be a whole number of seconds from 1 to 255");
+  }
+  const admin = config.adminListen;
+  if (
+    admin !== null &&
+    admin.port !== 0 &&
+    admin.port === config.listen.port &&
+    admin.host === config.listen.host
+  ) {
+    throw new ConfigError(
+      "--admin-listen must differ from --listen: the admin routes are never on the public port",
+    );
   }
   const authenticated = config.apiKeysFile !== null || config.jwt !== null;
   if (!authenticated && !config.allowAnonymous && !isLoopback(config.listen.host)) {

@@ -38,7 +38,7 @@ export async function runServe(config: Config): Promise<number> {
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
 
-  const server = await startServer(config, { log });
+  const server = await startServer(config, { log, adminEnabled: workerIndex === 0 });
   process.on("SIGHUP", () => server.reloadTls());
   const children = new Set<Subprocess>();
   if (workerIndex === 0 && !shuttingDown) {

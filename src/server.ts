@@ -5,6 +5,7 @@
  */
 import { constants } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { startAdminServer } from "./admin/server.ts";
 import { KeyStore } from "./auth/apikey.ts";
 import { Gate } from "./auth/gate.ts";
 import { createJwtVerifier } from "./auth/jwt.ts";
@@ -19,6 +20,7 @@ import { makeRoutes } from "./http/routes.ts";
 import { CatalogHolder } from "./sync/holder.ts";
 import { CatalogSync, type SyncOutcome } from "./sync/loop.ts";
 import { createLogger, type Logger } from "./telemetry/log.ts";
+import { Metrics } from "./telemetry/metrics.ts";
 
 export interface ServerDeps {
   /** Epoch milliseconds (default Date.now). */
@@ -29,6 +31,9 @@ export interface ServerDeps {
   readonly initialBackoffMs?: number;
   /** How often the API keys file is checked for changes, ms (default 1000). */
   readonly keysPollMs?: number;
+  readonly metrics?: Metrics;
+  /** False in worker processes other than the first: one admin listener per instance. */
+  readonly adminEnabled?: boolean;
 }
 
 export interface RunningServer {
@@ -44,6 +49,9 @@ export interface RunningServer {
   reloadTls(): void;
   /** Requests in flight on the public listener. */
   inFlight(): number;
+  /** The admin listener's URL, or null when it is off (or could not bind). */
+  readonly adminUrl: string | null;
+  readonly metrics: Metrics;
 }
 
 /** The sample catalog built into the executable. */
@@ -56,6 +64,7 @@ export function sampleSnapshot(now: number) {
 export async function startServer(config: Config, deps: ServerDeps = {}): Promise<RunningServer> {
   const now = deps.now ?? Date.now;
   const log = deps.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
+  const metrics = deps.metrics ?? new Metrics();
   const holder = new CatalogHolder();
   let draining = false;
 
@@ -75,7 +84,10 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
       holder,
       log,
       now,
-      ...(deps.onSyncOutcome ? { onOutcome: deps.onSyncOutcome } : {}),
+      onOutcome: (outcome) => {
+        metrics.sync(outcome, now());
+        deps.onSyncOutcome?.(outcome);
+      },
       ...(deps.initialBackoffMs !== undefined ? { initialBackoffMs: deps.initialBackoffMs } : {}),
     });
   }
@@ -141,6 +153,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     maxPending: config.maxInFlight,
     requestTimeoutMs: config.requestTimeoutMs,
     log,
+    metrics,
   });
 
   // The port opens at once; the first load runs beside it (503 `no-catalog` until it lands).
@@ -178,6 +191,20 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
   const url = `${tls === undefined ? "http" : "https"}://${host}:${port}`;
   log.info("listening", { url, workers: config.workers, auth: gate.enabled });
 
+  // The admin listener never shares the public port. With --workers, only worker 0 runs it (its
+  // metrics are that process's). A bind failure degrades observability, not serving.
+  let admin: Awaited<ReturnType<typeof startAdminServer>> | null = null;
+  if (config.adminListen !== null && deps.adminEnabled !== false) {
+    try {
+      admin = startAdminServer({ listen: config.adminListen, metrics, holder, now, log });
+      log.info("admin listening", { url: admin.url });
+    } catch (error) {
+      log.error("admin listener could not start; serving continues without it", {
+        error: String(error).slice(0, 200),
+      });
+    }
+  }
+
   const reloadTls = (): void => {
     if (config.tls === null || draining) return;
     let next: typeof server;
@@ -198,6 +225,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     stopping ??= (async () => {
       draining = true;
       sync?.stop();
+      await admin?.stop();
       gate.stop();
       clearInterval(sweeper);
       const grace = config.shutdownGraceSeconds * 1000;
@@ -215,5 +243,16 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     return stopping;
   };
 
-  return { url, port, holder, sync, ready, stop, reloadTls, inFlight: () => server.pendingRequests };
+  return {
+    url,
+    port,
+    holder,
+    sync,
+    ready,
+    stop,
+    reloadTls,
+    inFlight: () => server.pendingRequests,
+    adminUrl: admin?.url ?? null,
+    metrics,
+  };
 }

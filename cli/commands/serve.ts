@@ -9,6 +9,7 @@ import {
   DEFAULTS,
   makeConfig,
   makeJwtConfig,
+  parseAdminListen,
   parseAlgorithms,
   parseCount,
   parseLevel,
@@ -58,6 +59,7 @@ interface ServeOptions {
   tlsCert?: string;
   tlsKey?: string;
   idleTimeout: number;
+  adminListen: Config["adminListen"];
 }
 
 function collect(parse: (value: string) => string): (value: string, previous: string[]) => string[] {
@@ -89,6 +91,7 @@ export function serveConfig(opts: ServeOptions): Config {
     requestTimeoutMs: opts.requestTimeout * 1000,
     tls: tls(opts.tlsCert, opts.tlsKey),
     idleTimeoutSeconds: opts.idleTimeout,
+    adminListen: opts.adminListen,
   });
 }
 
@@ -241,6 +244,15 @@ export function serveCommand(): Command {
         .env("ADSRV_IDLE_TIMEOUT")
         .argParser(arg((v) => parseCount("--idle-timeout", v)))
         .default(d.idleTimeoutSeconds),
+    )
+    .addOption(
+      new Option(
+        "--admin-listen <addr:port>",
+        "admin listener: /metrics, /dashboard, /debug/decide, /catalog ('off' to disable)",
+      )
+        .env("ADSRV_ADMIN_LISTEN")
+        .argParser(arg(parseAdminListen))
+        .default({ host: "127.0.0.1", port: 9090 }, "127.0.0.1:9090"),
     )
     .addOption(
       new Option("--tls-cert <file>", "PEM certificate chain (TLS 1.2+; reloaded on SIGHUP)").env(

@@ -19,6 +19,15 @@ import { choose, eligible } from "../decision/decide.ts";
 import { utcHour } from "../decision/hours.ts";
 import type { CatalogHolder } from "../sync/holder.ts";
 import type { Logger } from "../telemetry/log.ts";
+import {
+  AuthFailure,
+  Decision,
+  type Metrics,
+  RateLimit,
+  Route,
+  routeOfPath,
+  timed,
+} from "../telemetry/metrics.ts";
 import { hasBody, MAX_TARGET } from "./edge.ts";
 import { SECURITY_HEADERS } from "./headers.ts";
 import { prebuiltProblem, problem } from "./problem.ts";
@@ -45,6 +54,14 @@ export interface RouteDeps {
   /** Deadline for the awaited (JWT) branch, ms. */
   readonly requestTimeoutMs: number;
   readonly log: Logger;
+  readonly metrics: Metrics;
+}
+
+function authFailureKind(reason: string): AuthFailure {
+  if (reason.endsWith("missing")) return AuthFailure.missing;
+  if (reason === "api_key_unknown") return AuthFailure.invalid_key;
+  if (reason === "jwt_keys_unavailable") return AuthFailure.keys_unavailable;
+  return AuthFailure.invalid_token;
 }
 
 type Handler = (req: Request, server: Server<undefined>) => Response | Promise<Response>;
@@ -62,7 +79,7 @@ export function makeRoutes(deps: RouteDeps): {
   readonly routes: Readonly<Record<string, { GET: Handler }>>;
   readonly fallback: Handler;
 } {
-  const { log } = deps;
+  const { log, metrics } = deps;
   const retry = { "Retry-After": String(deps.retryAfterSeconds) };
   const noCatalog = prebuiltProblem("no-catalog", "no catalog has been loaded yet; retry later", {}, retry);
   const shuttingDown = prebuiltProblem("shutting-down", "this instance is draining", {}, retry);
@@ -114,6 +131,7 @@ export function makeRoutes(deps: RouteDeps): {
       const taken = deps.limiter.take(limitKey(principal, req, server), deps.now(), policyFor(principal));
       rateHeaders = rateLimitHeaders(taken);
       if (!taken.ok) {
+        metrics.rateLimited(RateLimit.client);
         return problem(
           "rate-limited",
           "too many requests; slow down",
@@ -136,12 +154,20 @@ export function makeRoutes(deps: RouteDeps): {
     const snapshot: Snapshot | null = deps.holder.current;
     if (snapshot === null) return noCatalog(rid);
     const { country, lang } = parsed.query;
+    const started = performance.now();
     const found = eligible(snapshot, country, lang, utcHour(deps.now()));
     if (found.kind === "nofill") {
-      return found.reason === "outside_hours" ? outsideHours(rid) : noAdForKey(rid);
+      const outside = found.reason === "outside_hours";
+      metrics.decision(
+        outside ? Decision.outside_hours : Decision.no_ad_for_country_lang,
+        (performance.now() - started) / 1000,
+      );
+      return outside ? outsideHours(rid) : noAdForKey(rid);
     }
     const tick = snapshot.rotation[found.slot] ?? 0;
     snapshot.rotation[found.slot] = tick + 1;
+    const chosen = choose(found.ads, tick);
+    metrics.decision(Decision.fill, (performance.now() - started) / 1000);
     const headers: Record<string, string> = {
       "Content-Type": "application/json",
       "Cache-Control": "no-store",
@@ -151,16 +177,18 @@ export function makeRoutes(deps: RouteDeps): {
       "X-Request-Id": rid,
     };
     if (rateHeaders !== null) Object.assign(headers, rateHeaders);
-    return new Response(choose(found.ads, tick).body, { headers });
+    return new Response(chosen.body, { headers });
   };
 
   const afterAuth = (req: Request, server: Server<undefined>, rid: string, auth: AuthOutcome): Response => {
     if (auth.ok) return decide(req, server, rid, auth.principal);
     const ip = deps.clientAddress(req, server.requestIP(req)?.address ?? null);
     log.warn("authentication failed", { request_id: rid, reason: auth.reason, client: ip });
+    metrics.authFailure(authFailureKind(auth.reason));
     if (deps.authFailures !== null) {
       const taken = deps.authFailures.take(`ip:${ip}`, deps.now());
       if (!taken.ok) {
+        metrics.rateLimited(RateLimit.auth_failures);
         return problem(
           "rate-limited",
           "too many failed authentications from this address",
@@ -186,7 +214,10 @@ export function makeRoutes(deps: RouteDeps): {
 
   const adRequest: Handler = (req, server) => {
     const rid = deps.requestId(req);
-    if (server.pendingRequests > deps.maxPending) return overloaded(rid);
+    if (server.pendingRequests > deps.maxPending) {
+      metrics.shed();
+      return overloaded(rid);
+    }
     if (req.url.length > MAX_TARGET + 512 || searchOf(req.url).length > MAX_TARGET) return tooLong(rid);
     if (hasBody(req)) return bodyOnGet(rid);
     const auth = deps.gate.check(req);
@@ -217,24 +248,57 @@ export function makeRoutes(deps: RouteDeps): {
   };
 
   const fallback: Handler = (req) => {
+    const started = performance.now();
     const rid = deps.requestId(req);
     const q = req.url.indexOf("?");
     const pathStart = req.url.indexOf("/", req.url.indexOf("//") + 2);
     const path = req.url.slice(pathStart, q < 0 ? undefined : q);
     const allow = ALLOWED[path];
-    if (allow !== undefined) {
-      return problem(
-        "method-not-allowed",
-        `this route answers ${allow} only`,
-        {},
-        { Allow: allow, "X-Request-Id": rid },
-      );
-    }
-    return notFound(rid);
+    const res =
+      allow === undefined
+        ? notFound(rid)
+        : problem(
+            "method-not-allowed",
+            `this route answers ${allow} only`,
+            {},
+            { Allow: allow, "X-Request-Id": rid },
+          );
+    metrics.request(routeOfPath(path), res.status, (performance.now() - started) / 1000);
+    return res;
   };
 
+  /** One log line per request at debug level (with its id); nothing is added when debug is off. */
+  const logged = (route: string, handler: Handler): Handler => {
+    if (!log.enabled("debug")) return handler;
+    const line = (req: Request, res: Response) =>
+      log.debug("request", {
+        request_id: res.headers.get("x-request-id"),
+        route,
+        method: req.method,
+        status: res.status,
+      });
+    return (req, server) => {
+      const out = handler(req, server);
+      if (out instanceof Response) {
+        line(req, out);
+        return out;
+      }
+      return out.then((res) => {
+        line(req, res);
+        return res;
+      });
+    };
+  };
+  const wire = (route: Route, name: string, handler: Handler) => ({
+    GET: logged(name, timed(metrics, route, handler)),
+  });
+
   return {
-    routes: { "/ad_request": { GET: adRequest }, "/healthz": { GET: healthz }, "/readyz": { GET: readyz } },
-    fallback,
+    routes: {
+      "/ad_request": wire(Route.ad_request, "ad_request", adRequest),
+      "/healthz": wire(Route.healthz, "healthz", healthz),
+      "/readyz": wire(Route.readyz, "readyz", readyz),
+    },
+    fallback: logged("fallback", fallback),
   };
 }

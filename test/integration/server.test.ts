@@ -18,6 +18,7 @@ afterEach(async () => {
 });
 
 const HOUR = 3_600_000;
+const DEFAULT_TEST_LIMITS = { connectTimeoutMs: 300, totalTimeoutMs: 600, maxBytes: 1024 * 1024 };
 const DAY0 = Date.UTC(2026, 10, 29, 0, 0, 0);
 
 interface Harness {
@@ -34,7 +35,7 @@ async function start(overrides: Partial<Config>, clockStart = DAY0 + 5 * HOUR): 
     listen: { host: "127.0.0.1", port: 0 },
     refreshSeconds: 0.05,
     ...overrides,
-    fetch: { connectTimeoutMs: 300, totalTimeoutMs: 600, maxBytes: 1024 * 1024, ...overrides.fetch },
+    fetch: { ...DEFAULT_TEST_LIMITS, ...overrides.fetch },
   });
   const server = await startServer(config, {
     now: () => clock.now,
@@ -222,7 +223,11 @@ describe("catalog sync", () => {
     ["redirect", "redirect"],
   ] as const)("service mode %s fails as %s and keeps the last good catalog", async (mode, failure) => {
     const svc = service(three);
-    const h = await start({ catalog: svc.url });
+    // Tight deadlines only where the failure is a deadline; elsewhere a loaded machine must not
+    // turn the expected failure into a timeout.
+    const slowModes: readonly string[] = ["hang", "drip"];
+    const fetchLimits = slowModes.includes(mode) ? {} : { connectTimeoutMs: 5_000, totalTimeoutMs: 10_000 };
+    const h = await start({ catalog: svc.url, fetch: { ...DEFAULT_TEST_LIMITS, ...fetchLimits } });
     await h.server.ready;
     const version = h.server.holder.current?.version;
     expect(version).toBeDefined();
