@@ -4,6 +4,7 @@ import { buildSnapshot, catalogVersion } from "../../../src/catalog/snapshot.ts"
 import type { Ad } from "../../../src/catalog/types.ts";
 import { choose, eligible } from "../../../src/decision/decide.ts";
 import { isAvailable } from "../../../src/decision/hours.ts";
+import { fuzz } from "../../fuzz.ts";
 
 const ad = (id: string, country: string, lang: string, start: number, end: number): Ad => ({
   id,
@@ -93,7 +94,7 @@ describe("eligible + choose", () => {
           }
         },
       ),
-      { numRuns: 200 },
+      fuzz(200),
     );
   });
 });

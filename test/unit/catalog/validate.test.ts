@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import sample from "../../../src/catalog/sample-catalog.json";
 import { parseCatalog, validateCatalog } from "../../../src/catalog/validate.ts";
+import { fuzz } from "../../fuzz.ts";
 
 const good = (id: string, extra: Record<string, unknown> = {}) => ({
   id,
@@ -155,6 +156,7 @@ describe("validateCatalog", () => {
           else expect(result.code).toBe("all_invalid");
         },
       ),
+      fuzz(100),
     );
   });
 });

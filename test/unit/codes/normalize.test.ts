@@ -4,6 +4,7 @@ import fc from "fast-check";
 import { render } from "../../../scripts/gen-codes.ts";
 import { codeCounts, normalizeCountry, normalizeLang } from "../../../src/codes/normalize.ts";
 import { COUNTRY_CODES, LANGUAGE_ROWS } from "../../../src/codes/tables.ts";
+import { fuzz } from "../../fuzz.ts";
 
 describe("normalizeCountry", () => {
   test.each([
@@ -79,6 +80,7 @@ describe("normalizeLang", () => {
           expect(normalizeLang(`${cased}${sep}${region}`)).toBe(row[0] as string);
         },
       ),
+      fuzz(100),
     );
   });
 
@@ -90,6 +92,7 @@ describe("normalizeLang", () => {
         const country = normalizeCountry(raw);
         if (country !== null) expect(/^[A-Za-z]{2}$/.test(raw)).toBe(true);
       }),
+      fuzz(100),
     );
   });
 });

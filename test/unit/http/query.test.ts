@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { parseAdQuery, searchOf } from "../../../src/http/query.ts";
+import { fuzz } from "../../fuzz.ts";
 
 describe("parseAdQuery", () => {
   test.each([
@@ -71,7 +72,7 @@ describe("parseAdQuery", () => {
           }
         },
       ),
-      { numRuns: 2000 },
+      fuzz(2000),
     );
   });
 });
