@@ -46,6 +46,68 @@ export interface Config {
   readonly idleTimeoutSeconds: number;
   /** The admin listener (/metrics, /dashboard, /debug/decide, /catalog); null = off. */
   readonly adminListen: Listen | null;
+  /** Redis URL (`redis://`, `rediss://`, `redis+unix://`); null = in-memory state, one process. */
+  readonly redis: string | null;
+  /** Default serves per player per ad in the window; 0 = no cap. Ads may override. */
+  readonly frequencyCap: number;
+  readonly frequencyWindowSeconds: number;
+  /** Player-keyed requests when Redis fails: decide without history ("open") or 503 ("closed"). */
+  readonly onStoreError: "open" | "closed";
+  /** Deadline of each Redis call on the request path, ms. */
+  readonly storeTimeoutMs: number;
+  /** HMAC key of impression tokens (≥ 32 bytes, hex or base64); null = a random per-run key. */
+  readonly impressionKey: string | null;
+  readonly impressionTtlSeconds: number;
+  /** Base URL players reach this server at, for impression links; null = the listen address. */
+  readonly publicUrl: string | null;
+}
+
+/** Decodes an impression key given as hex (64+ digits) or base64; throws ConfigError. */
+export function decodeImpressionKey(value: string): Uint8Array {
+  const text = value.trim();
+  const bytes =
+    /^[0-9a-fA-F]+$/.test(text) && text.length % 2 === 0
+      ? Buffer.from(text, "hex")
+      : Buffer.from(text, "base64");
+  if (bytes.byteLength < 32)
+    throw new ConfigError(
+      "the impression key must be at least 32 bytes (64 hex digits or 44 base64 characters)",
+    );
+  return new Uint8Array(bytes);
+}
+
+export function parseRedisUrl(value: string): string {
+  if (!/^(redis|rediss|redis\+unix|valkey|valkeys):\/\//i.test(value)) {
+    throw new ConfigError("--redis must be a redis://, rediss:// or redis+unix:// URL");
+  }
+  return value;
+}
+
+export function parseStoreMode(value: string): "open" | "closed" {
+  if (value === "open" || value === "closed") return value;
+  throw new ConfigError(`--on-store-error must be open or closed, got ${JSON.stringify(value)}`);
+}
+
+/** An integer ≥ 0. */
+export function parseNonNegative(name: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
+    throw new ConfigError(`${name} must be a whole number of at least 0, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+export function parsePublicUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`--public-url ${JSON.stringify(value)} is not a URL`);
+  }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || url.search !== "" || url.hash !== "") {
+    throw new ConfigError("--public-url must be an http(s) URL without query or fragment");
+  }
+  return value;
 }
 
 export interface JwtConfig {
@@ -76,6 +138,14 @@ export const DEFAULTS: Config = Object.freeze({
   idleTimeoutSeconds: 10,
   // The library default is off; `adsrv serve` defaults to 127.0.0.1:9090.
   adminListen: null,
+  redis: null,
+  frequencyCap: 0,
+  frequencyWindowSeconds: 86_400,
+  onStoreError: "open",
+  storeTimeoutMs: 50,
+  impressionKey: null,
+  impressionTtlSeconds: 3_600,
+  publicUrl: null,
 });
 
 /** `ADDR:PORT`, `:PORT` (loopback), or `[v6]:PORT`. Port 0 picks a free port. */
@@ -182,6 +252,7 @@ export function makeConfig(partial: Partial<Config> = {}): Config {
   ) {
     throw new ConfigError("--idle-timeout must be a whole number of seconds from 1 to 255");
   }
+  if (config.impressionKey !== null) decodeImpressionKey(config.impressionKey);
   const admin = config.adminListen;
   if (
     admin !== null &&

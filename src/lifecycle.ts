@@ -20,7 +20,8 @@ export function selfCommand(): string[] {
 }
 
 /** Runs the server until a signal; resolves with the exit code. */
-export async function runServe(config: Config): Promise<number> {
+export async function runServe(initial: Config): Promise<number> {
+  let config = initial;
   const workerIndex = Number(process.env[WORKER_ENV] ?? "0");
   const log = createLogger({
     level: config.logLevel,
@@ -38,6 +39,13 @@ export async function runServe(config: Config): Promise<number> {
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
 
+  // Workers must sign and verify impression tokens with one key: without a configured key, the
+  // primary draws one and hands it to its workers through their environment.
+  if (config.impressionKey === null && config.workers > 1 && workerIndex === 0) {
+    const key = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
+    process.env.ADSRV_IMPRESSION_KEY = key;
+    config = { ...config, impressionKey: key };
+  }
   const server = await startServer(config, { log, adminEnabled: workerIndex === 0 });
   process.on("SIGHUP", () => server.reloadTls());
   const children = new Set<Subprocess>();

@@ -5,6 +5,8 @@
  */
 import { constants } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import openapiDocument from "../openapi.json";
 import { startAdminServer } from "./admin/server.ts";
 import { KeyStore } from "./auth/apikey.ts";
 import { Gate } from "./auth/gate.ts";
@@ -12,15 +14,26 @@ import { createJwtVerifier } from "./auth/jwt.ts";
 import sample from "./catalog/sample-catalog.json";
 import { buildSnapshot } from "./catalog/snapshot.ts";
 import { validateCatalog } from "./catalog/validate.ts";
-import { type Config, ConfigError } from "./config.ts";
+import { type Config, ConfigError, decodeImpressionKey } from "./config.ts";
 import { clientAddress, isLoopback, requestIds } from "./http/edge.ts";
 import { problem } from "./http/problem.ts";
 import { RateLimiter } from "./http/ratelimit.ts";
 import { makeRoutes } from "./http/routes.ts";
+import { MemoryLedger } from "./impression/ledger.ts";
+import { createImpressionUrls } from "./impression/record.ts";
+import { createImpressionSigner, nonceSequence } from "./impression/token.ts";
+import { ServedStats } from "./stats/served.ts";
+import { catalogStore } from "./store/catalog.ts";
+import { redisLedger } from "./store/ledger.ts";
+import { memoryPlayerStore, redisPlayerStore } from "./store/players.ts";
+import { openRedis, type StoreConnection, type StoreError } from "./store/redis.ts";
+import { type FleetStats, fleetStats } from "./store/stats.ts";
+import { FleetSync } from "./sync/fleet.ts";
 import { CatalogHolder } from "./sync/holder.ts";
 import { CatalogSync, type SyncOutcome } from "./sync/loop.ts";
 import { createLogger, type Logger } from "./telemetry/log.ts";
-import { Metrics } from "./telemetry/metrics.ts";
+import { Breaker, Metrics, StoreError as StoreErrorKind } from "./telemetry/metrics.ts";
+import { createVastCache } from "./vast/render.ts";
 
 export interface ServerDeps {
   /** Epoch milliseconds (default Date.now). */
@@ -52,6 +65,11 @@ export interface RunningServer {
   /** The admin listener's URL, or null when it is off (or could not bind). */
   readonly adminUrl: string | null;
   readonly metrics: Metrics;
+  readonly stats: ServedStats;
+  /** The Redis connection when --redis is set. */
+  readonly store: StoreConnection | null;
+  /** Flushes this instance's served counters to Redis now (tests; normally every second). */
+  flushStats(): Promise<void>;
 }
 
 /** The sample catalog built into the executable. */
@@ -61,12 +79,54 @@ export function sampleSnapshot(now: number) {
   return buildSnapshot(result.ads, now);
 }
 
+/** The base URL of impression links when --public-url is not set: the listen address. */
+function publicBase(config: Config, port: number): string {
+  const host =
+    config.listen.host === "0.0.0.0" || config.listen.host === "::" ? "127.0.0.1" : config.listen.host;
+  const shown = host.includes(":") ? `[${host}]` : host;
+  return `${config.tls === null ? "http" : "https"}://${shown}:${port}`;
+}
+
 export async function startServer(config: Config, deps: ServerDeps = {}): Promise<RunningServer> {
   const now = deps.now ?? Date.now;
   const log = deps.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const metrics = deps.metrics ?? new Metrics();
   const holder = new CatalogHolder();
   let draining = false;
+
+  // Redis, when configured: shared catalog, player history and caps, impressions, stats.
+  const conn =
+    config.redis === null ? null : openRedis(config.redis, { log, commandTimeoutMs: config.storeTimeoutMs });
+  const onStoreError = (error: StoreError): void => {
+    metrics.storeError(
+      error.kind === "timeout"
+        ? StoreErrorKind.timeout
+        : error.kind === "reply"
+          ? StoreErrorKind.reply
+          : StoreErrorKind.connection,
+    );
+  };
+  let breakerTimer: ReturnType<typeof setInterval> | null = null;
+  if (conn !== null) {
+    const breakerState = {
+      closed: Breaker.closed,
+      open: Breaker.open,
+      half_open: Breaker.half_open,
+    } as const;
+    breakerTimer = setInterval(() => metrics.breaker(breakerState[conn.state()]), 1_000);
+    breakerTimer.unref();
+  }
+  const fleet =
+    conn === null
+      ? null
+      : new FleetSync({
+          store: catalogStore(conn),
+          holder,
+          log,
+          now,
+          instanceId: `${hostname()}:${process.pid}`,
+          onStoreError,
+        });
 
   let sync: CatalogSync | null = null;
   if (config.catalog === null) {
@@ -89,8 +149,31 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
         deps.onSyncOutcome?.(outcome);
       },
       ...(deps.initialBackoffMs !== undefined ? { initialBackoffMs: deps.initialBackoffMs } : {}),
+      ...(fleet === null ? {} : { coordinator: fleet }),
     });
+    fleet?.attach(sync);
   }
+
+  const stats = new ServedStats({ startedAtMs: now() });
+  const shared: FleetStats | null =
+    conn === null ? null : fleetStats(conn, stats, { startedAtMs: now(), onError: onStoreError });
+
+  let keyBytes: Uint8Array;
+  if (config.impressionKey !== null) {
+    keyBytes = decodeImpressionKey(config.impressionKey);
+  } else {
+    keyBytes = crypto.getRandomValues(new Uint8Array(32));
+    log.warn(
+      "no impression key configured: impression URLs are valid only on this process until it restarts",
+      {
+        hint: "set ADSRV_IMPRESSION_KEY (or --impression-key-file) to the same key on every instance",
+      },
+    );
+  }
+  const memoryLedger = new MemoryLedger();
+  // Impression links point at --public-url, or at the bound address once it is known.
+  let impressionUrls = createImpressionUrls(config.publicUrl ?? publicBase(config, config.listen.port));
+  const players = conn === null ? memoryPlayerStore({ maxPlayers: 1_000_000 }) : null;
 
   const keys =
     config.apiKeysFile === null
@@ -154,6 +237,26 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     requestTimeoutMs: config.requestTimeoutMs,
     log,
     metrics,
+    players: {
+      store: players ?? redisPlayerStore(conn as StoreConnection, { timeoutMs: config.storeTimeoutMs }),
+      decideNow: players === null ? null : players.decideNow,
+      defaultCap: config.frequencyCap,
+      defaultWindowMs: config.frequencyWindowSeconds * 1000,
+      onStoreError: config.onStoreError,
+    },
+    impressions: {
+      signer: createImpressionSigner(keyBytes, { ttlSeconds: config.impressionTtlSeconds }),
+      ledger: conn === null ? memoryLedger : redisLedger(conn, memoryLedger, onStoreError),
+      urls: {
+        url: (token) => impressionUrls.url(token),
+        withImpressionUrl: (body, token) => impressionUrls.withImpressionUrl(body, token),
+      },
+      nonce: nonceSequence(),
+    },
+    stats,
+    fleetStats: shared === null ? null : () => (shared as FleetStats).read(now()),
+    vast: createVastCache(),
+    openapi: JSON.stringify(openapiDocument),
   });
 
   // The port opens at once; the first load runs beside it (503 `no-catalog` until it lands).
@@ -187,6 +290,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
   let server = listen(config.listen.port, tls);
 
   const port = server.port ?? config.listen.port;
+  if (config.publicUrl === null) impressionUrls = createImpressionUrls(publicBase(config, port));
   const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
   const url = `${tls === undefined ? "http" : "https"}://${host}:${port}`;
   log.info("listening", { url, workers: config.workers, auth: gate.enabled });
@@ -225,6 +329,13 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     stopping ??= (async () => {
       draining = true;
       sync?.stop();
+      fleet?.stop();
+      if (breakerTimer !== null) clearInterval(breakerTimer);
+      if (shared !== null) {
+        shared.stop();
+        await shared.flush().catch(() => {});
+      }
+      conn?.close();
       await admin?.stop();
       gate.stop();
       clearInterval(sweeper);
@@ -254,5 +365,8 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     inFlight: () => server.pendingRequests,
     adminUrl: admin?.url ?? null,
     metrics,
+    stats,
+    store: conn,
+    flushStats: () => shared?.flush() ?? Promise.resolve(),
   };
 }

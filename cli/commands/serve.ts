@@ -2,6 +2,7 @@
  * `adsrv serve`: flags and ADSRV_* environment → Config → runServe.
  * @module
  */
+import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import {
   type Config,
@@ -15,8 +16,12 @@ import {
   parseLevel,
   parseListen,
   parseLogFormat,
+  parseNonNegative,
   parsePositive,
+  parsePublicUrl,
+  parseRedisUrl,
   parseSource,
+  parseStoreMode,
   parseTrustedProxy,
 } from "../../src/config.ts";
 import { runServe } from "../../src/lifecycle.ts";
@@ -60,6 +65,29 @@ interface ServeOptions {
   tlsKey?: string;
   idleTimeout: number;
   adminListen: Config["adminListen"];
+  redis?: string;
+  frequencyCap: number;
+  frequencyWindow: number;
+  onStoreError: Config["onStoreError"];
+  storeTimeout: number;
+  impressionKeyFile?: string;
+  impressionTtl: number;
+  publicUrl?: string;
+}
+
+/** The impression key: from the file named by --impression-key-file, else ADSRV_IMPRESSION_KEY. */
+function impressionKey(file: string | undefined): string | null {
+  if (file !== undefined) {
+    try {
+      return readFileSync(file, "utf8").trim();
+    } catch (error) {
+      throw new ConfigError(
+        `cannot read --impression-key-file: ${(error as NodeJS.ErrnoException).code ?? "error"}`,
+      );
+    }
+  }
+  const fromEnv = process.env.ADSRV_IMPRESSION_KEY;
+  return fromEnv === undefined || fromEnv === "" ? null : fromEnv;
 }
 
 function collect(parse: (value: string) => string): (value: string, previous: string[]) => string[] {
@@ -92,6 +120,14 @@ export function serveConfig(opts: ServeOptions): Config {
     tls: tls(opts.tlsCert, opts.tlsKey),
     idleTimeoutSeconds: opts.idleTimeout,
     adminListen: opts.adminListen,
+    redis: opts.redis ?? null,
+    frequencyCap: opts.frequencyCap,
+    frequencyWindowSeconds: opts.frequencyWindow,
+    onStoreError: opts.onStoreError,
+    storeTimeoutMs: opts.storeTimeout,
+    impressionKey: impressionKey(opts.impressionKeyFile),
+    impressionTtlSeconds: opts.impressionTtl,
+    publicUrl: opts.publicUrl ?? null,
   });
 }
 
@@ -253,6 +289,61 @@ export function serveCommand(): Command {
         .env("ADSRV_ADMIN_LISTEN")
         .argParser(arg(parseAdminListen))
         .default({ host: "127.0.0.1", port: 9090 }, "127.0.0.1:9090"),
+    )
+    .addOption(
+      new Option(
+        "--redis <url>",
+        "Redis shared by the fleet: catalog, player history, caps, stats (default: in memory)",
+      )
+        .env("ADSRV_REDIS")
+        .argParser(arg(parseRedisUrl)),
+    )
+    .addOption(
+      new Option(
+        "--frequency-cap <n>",
+        "serves of one ad per player per window (0 = no cap; ads may override)",
+      )
+        .env("ADSRV_FREQUENCY_CAP")
+        .argParser(arg((v) => parseNonNegative("--frequency-cap", v)))
+        .default(d.frequencyCap),
+    )
+    .addOption(
+      new Option("--frequency-window <seconds>", "rolling window of the frequency cap")
+        .env("ADSRV_FREQUENCY_WINDOW")
+        .argParser(arg((v) => parsePositive("--frequency-window", v)))
+        .default(d.frequencyWindowSeconds),
+    )
+    .addOption(
+      new Option(
+        "--on-store-error <mode>",
+        "player requests when Redis fails: open (decide without history) or closed (503)",
+      )
+        .env("ADSRV_ON_STORE_ERROR")
+        .argParser(arg(parseStoreMode))
+        .default(d.onStoreError),
+    )
+    .addOption(
+      new Option("--store-timeout <ms>", "deadline of each Redis call on the request path")
+        .env("ADSRV_STORE_TIMEOUT")
+        .argParser(arg((v) => parseCount("--store-timeout", v)))
+        .default(d.storeTimeoutMs),
+    )
+    .addOption(
+      new Option(
+        "--impression-key-file <file>",
+        "HMAC key for impression tokens (or env ADSRV_IMPRESSION_KEY; ≥ 32 bytes)",
+      ).env("ADSRV_IMPRESSION_KEY_FILE"),
+    )
+    .addOption(
+      new Option("--impression-ttl <seconds>", "how long an impression URL stays valid")
+        .env("ADSRV_IMPRESSION_TTL")
+        .argParser(arg((v) => parsePositive("--impression-ttl", v)))
+        .default(d.impressionTtlSeconds),
+    )
+    .addOption(
+      new Option("--public-url <url>", "base URL players reach this server at, for impression links")
+        .env("ADSRV_PUBLIC_URL")
+        .argParser(arg(parsePublicUrl)),
     )
     .addOption(
       new Option("--tls-cert <file>", "PEM certificate chain (TLS 1.2+; reloaded on SIGHUP)").env(

@@ -11,6 +11,8 @@ import { runChunked, runSync } from "./validate.ts";
 export interface Entry {
   readonly id: string;
   readonly body: string;
+  /** The validated ad (for VAST rendering, frequency caps and stats). */
+  readonly ad: Ad;
 }
 
 /** All the ads of one (country, language), by UTC hour, in catalog order. */
@@ -46,6 +48,21 @@ export function adBody(ad: Ad): string {
   return JSON.stringify({ id: ad.id, video_url: ad.video_url });
 }
 
+/** The optional fields in the version hash (empty for plain ads, so their versions are unchanged). */
+function optionalPart(ad: Ad): string {
+  if (
+    ad.frequency_cap === undefined &&
+    ad.frequency_window === undefined &&
+    ad.duration === undefined &&
+    ad.mime_type === undefined &&
+    ad.width === undefined &&
+    ad.height === undefined
+  ) {
+    return "";
+  }
+  return `\t${ad.frequency_cap ?? ""}\t${ad.frequency_window ?? ""}\t${ad.duration ?? ""}\t${ad.mime_type ?? ""}\t${ad.width ?? ""}\t${ad.height ?? ""}`;
+}
+
 /** Lines hashed per `update` call: fewer native calls, same bytes. */
 const HASH_BATCH = 256;
 
@@ -54,7 +71,7 @@ function* versionSteps(ads: readonly Ad[]): Generator<void, string> {
   let batch = "";
   for (let i = 0; i < ads.length; i++) {
     const ad = ads[i] as Ad;
-    batch += `${ad.id}\t${ad.video_url}\t${ad.country}\t${ad.lang}\t${ad.start_hour}\t${ad.end_hour}\n`;
+    batch += `${ad.id}\t${ad.video_url}\t${ad.country}\t${ad.lang}\t${ad.start_hour}\t${ad.end_hour}${optionalPart(ad)}\n`;
     if (i % HASH_BATCH === HASH_BATCH - 1) {
       hasher.update(batch);
       batch = "";
@@ -95,7 +112,7 @@ function* indexSteps(ads: readonly Ad[], version: string, loadedAt: number): Gen
       mask = hourMask(ad.start_hour, ad.end_hour);
       masks.set(window, mask);
     }
-    group.entries.push({ id: ad.id, body: adBody(ad) });
+    group.entries.push({ id: ad.id, body: adBody(ad), ad });
     group.masks.push(mask);
     if (i % STEP === STEP - 1) yield;
   }

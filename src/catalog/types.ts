@@ -13,6 +13,15 @@ export interface Ad {
   readonly lang: string;
   readonly start_hour: number;
   readonly end_hour: number;
+  /** Per-ad frequency cap (serves per player per window); overrides --frequency-cap. */
+  readonly frequency_cap?: number;
+  /** Per-ad rolling window of the cap, seconds; overrides --frequency-window. */
+  readonly frequency_window?: number;
+  /** VAST media details (optional; defaults in src/vast/render.ts). */
+  readonly duration?: number;
+  readonly mime_type?: string;
+  readonly width?: number;
+  readonly height?: number;
 }
 
 /** Why a catalog entry was skipped. */
@@ -25,7 +34,9 @@ export type IssueCode =
   | "invalid_video_url"
   | "unknown_country"
   | "unknown_lang"
-  | "invalid_hour";
+  | "invalid_hour"
+  | "invalid_media"
+  | "invalid_frequency";
 
 /** One skipped entry: its position in `ads`, its id when it had a readable one, and why. */
 export interface Issue {

@@ -6,6 +6,7 @@
  * @module
  */
 import { normalizeCountry, normalizeLang } from "../codes/normalize.ts";
+import { validateMediaFields } from "../vast/media.ts";
 import type { Ad, Issue, IssueCode, ValidationResult } from "./types.ts";
 
 const ID = /^[\x21-\x7e]{1,128}$/;
@@ -134,7 +135,7 @@ function validateEntry(raw: unknown, memoTable: Memo | null): Ad {
     throw new EntryError("not_object", null, "entry must be an object");
   }
   const entry = raw as Record<string, unknown>;
-  return checkFields(
+  const ad = checkFields(
     own(entry, "id"),
     own(entry, "video_url"),
     own(entry, "country"),
@@ -143,6 +144,52 @@ function validateEntry(raw: unknown, memoTable: Memo | null): Ad {
     own(entry, "end_hour"),
     memoTable,
   );
+  return withOptionalFields(ad, entry);
+}
+
+/** Optional per-ad fields: VAST media details and frequency-cap overrides. Absent stays absent. */
+function withOptionalFields(ad: Ad, entry: Record<string, unknown>): Ad {
+  const hasMedia =
+    Object.hasOwn(entry, "duration") ||
+    Object.hasOwn(entry, "mime_type") ||
+    Object.hasOwn(entry, "width") ||
+    Object.hasOwn(entry, "height");
+  const hasCap = Object.hasOwn(entry, "frequency_cap") || Object.hasOwn(entry, "frequency_window");
+  if (!hasMedia && !hasCap) return ad;
+  const out: { -readonly [K in keyof Ad]: Ad[K] } = { ...ad };
+  if (hasMedia) {
+    const media = validateMediaFields(entry);
+    if (!media.ok)
+      throw new EntryError(
+        media.code === "wrong_type" ? "wrong_type" : "invalid_media",
+        media.field,
+        media.message,
+      );
+    Object.assign(out, media.media);
+  }
+  if (Object.hasOwn(entry, "frequency_cap")) {
+    const cap = entry.frequency_cap;
+    if (typeof cap !== "number" || !Number.isSafeInteger(cap) || cap < 0) {
+      throw new EntryError(
+        "invalid_frequency",
+        "frequency_cap",
+        "frequency_cap must be an integer of at least 0",
+      );
+    }
+    out.frequency_cap = cap;
+  }
+  if (Object.hasOwn(entry, "frequency_window")) {
+    const window = entry.frequency_window;
+    if (typeof window !== "number" || !Number.isFinite(window) || window <= 0 || window > 31_536_000) {
+      throw new EntryError(
+        "invalid_frequency",
+        "frequency_window",
+        "frequency_window must be seconds, > 0 and at most a year",
+      );
+    }
+    out.frequency_window = window;
+  }
+  return out;
 }
 
 function readableId(raw: unknown): string | null {

@@ -12,11 +12,13 @@ export const PROBLEMS = {
   "not-found": { status: 404, title: "Not found" },
   "no-fill": { status: 404, title: "No ad available" },
   "method-not-allowed": { status: 405, title: "Method not allowed" },
+  "impression-expired": { status: 410, title: "Impression token expired" },
   "uri-too-long": { status: 414, title: "Request target too long" },
   "rate-limited": { status: 429, title: "Too many requests" },
   "no-catalog": { status: 503, title: "No catalog loaded yet" },
   overloaded: { status: 503, title: "Server overloaded" },
   "auth-unavailable": { status: 503, title: "Authentication temporarily unavailable" },
+  "store-unavailable": { status: 503, title: "Player history temporarily unavailable" },
   "shutting-down": { status: 503, title: "Server is shutting down" },
   internal: { status: 500, title: "Internal server error" },
 } as const satisfies Record<string, { status: number; title: string }>;

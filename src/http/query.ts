@@ -10,7 +10,11 @@ import { normalizeCountry, normalizeLang } from "../codes/normalize.ts";
 export interface AdQuery {
   readonly country: string;
   readonly lang: string;
+  /** Opaque player id (1-128 printable ASCII), or null when not given. */
+  readonly playerId: string | null;
 }
+
+const PLAYER_ID = /^[\x21-\x7e]{1,128}$/;
 
 /** A 400: which parameter and what is wrong with it. */
 export interface ParamError {
@@ -46,6 +50,7 @@ function fail(param: string, detail: string): QueryResult {
 export function parseAdQuery(search: string): QueryResult {
   let country: string | undefined;
   let lang: string | undefined;
+  let playerId: string | undefined;
   let start = 0;
   while (start <= search.length) {
     let end = search.indexOf("&", start);
@@ -57,12 +62,15 @@ export function parseAdQuery(search: string): QueryResult {
     if (rawKey.length === 0) continue;
     const key = decode(rawKey);
     if (key === null) return fail(rawKey.slice(0, MAX_SHOWN), "malformed percent-encoding in parameter name");
-    if (key !== "country" && key !== "lang") continue;
+    if (key !== "country" && key !== "lang" && key !== "player_id") continue;
     const value = hasValue ? decode(search.slice(eq + 1, end)) : "";
     if (value === null) return fail(key, "malformed percent-encoding");
     if (key === "country") {
       if (country !== undefined) return fail(key, "country is given more than once");
       country = value;
+    } else if (key === "player_id") {
+      if (playerId !== undefined) return fail(key, "player_id is given more than once");
+      playerId = value;
     } else {
       if (lang !== undefined) return fail(key, "lang is given more than once");
       lang = value;
@@ -75,7 +83,10 @@ export function parseAdQuery(search: string): QueryResult {
   if (c === null) return fail("country", `${shown(country)} is not an ISO 3166-1 alpha-2 country code`);
   const l = normalizeLang(lang);
   if (l === null) return fail("lang", `${shown(lang)} is not an ISO 639 language code or BCP 47 tag`);
-  return { ok: true, query: { country: c, lang: l } };
+  if (playerId !== undefined && !PLAYER_ID.test(playerId)) {
+    return fail("player_id", "player_id must be 1-128 printable ASCII characters (no spaces)");
+  }
+  return { ok: true, query: { country: c, lang: l, playerId: playerId ?? null } };
 }
 
 /** The query string of a request URL (after `?`, before `#`), without allocating a URL. */

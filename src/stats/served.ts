@@ -286,6 +286,28 @@ export class ServedStats {
     else this.#noFill.add(s, 0, 1);
   }
 
+  /**
+   * Adds counts in bulk: a delta from `drain()` (put back after a failed flush) or fleet totals
+   * read from Redis. Rows past the bound are counted as dropped, as single counts are.
+   */
+  merge(delta: StatsDelta): void {
+    for (const r of delta.rows) {
+      const s = this.#rows.slot(r.ad, r.country, r.lang, r.hour);
+      if (s < 0) {
+        this.#droppedServed += r.served;
+        this.#droppedImpressions += r.impressions;
+        continue;
+      }
+      if (r.served > 0) this.#rows.add(s, SERVED, r.served);
+      if (r.impressions > 0) this.#rows.add(s, IMPRESSIONS, r.impressions);
+    }
+    for (const r of delta.no_fill_rows) {
+      const s = this.#noFill.slot(r.country, r.lang, r.reason, r.hour);
+      if (s < 0) this.#droppedNoFill += r.count;
+      else this.#noFill.add(s, 0, r.count);
+    }
+  }
+
   /** Rows in use: served/impression rows and no-fill rows. */
   get size(): { readonly rows: number; readonly noFillRows: number } {
     return { rows: this.#rows.size, noFillRows: this.#noFill.size };

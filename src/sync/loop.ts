@@ -22,7 +22,7 @@ export type SyncOutcome =
       readonly version: string;
       readonly ads: number;
       readonly skipped: number;
-      readonly from: "source" | "state_dir" | "builtin";
+      readonly from: "source" | "state_dir" | "builtin" | "redis";
     }
   | { readonly kind: "unchanged" }
   | {
@@ -43,7 +43,24 @@ export interface SyncOptions {
   readonly onOutcome?: (outcome: SyncOutcome) => void;
   /** First retry delay after a failure, in ms (default 1000). */
   readonly initialBackoffMs?: number;
+  /**
+   * Replaces the solo attempt (read the source, apply) on each tick: the fleet coordinator
+   * (src/sync/fleet.ts) decides whether this instance fetches or loads what another published.
+   */
+  readonly coordinator?: { tick(): Promise<SyncOutcome> };
 }
+
+/** A source read and validated, not yet applied. */
+export type Fetched =
+  | { readonly kind: "unchanged" }
+  | { readonly kind: "failed"; readonly outcome: SyncOutcome }
+  | {
+      readonly kind: "valid";
+      readonly result: ValidationResult & { readonly ok: true };
+      readonly bytes: number;
+      readonly chunked: boolean;
+      readonly validators: Validators;
+    };
 
 /**
  * While a snapshot is live, a catalog text of this many characters or more is parsed,
@@ -87,9 +104,11 @@ export class CatalogSync {
 
   /** One attempt now. Concurrent calls share the attempt in progress. */
   refresh(): Promise<SyncOutcome> {
-    this.running ??= this.attempt().finally(() => {
-      this.running = null;
-    });
+    this.running ??= (this.options.coordinator ? this.options.coordinator.tick() : this.attempt()).finally(
+      () => {
+        this.running = null;
+      },
+    );
     return this.running;
   }
 
@@ -112,24 +131,77 @@ export class CatalogSync {
     this.timer.unref?.();
   }
 
-  private async attempt(): Promise<SyncOutcome> {
+  /** The solo attempt: read the source, validate, apply. */
+  attempt(): Promise<SyncOutcome> {
+    return this.fetchValidated().then((fetched) => this.applyFetched(fetched, "source"));
+  }
+
+  /** Reads and validates the source without applying it (a rejected document is reported). */
+  async fetchValidated(): Promise<Fetched> {
     const { source, limits } = this.options;
     const fetched = await readSource(source, this.validators, limits);
-    if (fetched.kind === "unchanged") return this.report({ kind: "unchanged" });
+    if (fetched.kind === "unchanged") return { kind: "unchanged" };
     if (fetched.kind === "failed") {
-      return this.report({ kind: "failed", failure: fetched.failure, message: fetched.message });
+      return {
+        kind: "failed",
+        outcome: { kind: "failed", failure: fetched.failure, message: fetched.message },
+      };
     }
     const chunked = this.options.holder.current !== null && fetched.text.length >= CHUNKED_FROM_CHARS;
     const result = chunked
       ? await parseCatalogChunked(fetched.text, pause, SLICE_MS)
       : parseCatalog(fetched.text);
-    const outcome = await this.accept(result, "source", fetched.bytes, chunked);
+    this.logIssues(result);
+    if (!result.ok) {
+      return {
+        kind: "failed",
+        outcome: {
+          kind: "failed",
+          failure: result.code,
+          message: `${result.message} (${fetched.bytes} bytes)`,
+        },
+      };
+    }
+    return { kind: "valid", result, bytes: fetched.bytes, chunked, validators: fetched.validators };
+  }
+
+  /** Applies what `fetchValidated` returned (swap, save) and reports the outcome. */
+  async applyFetched(fetched: Fetched, from: "source" | "redis"): Promise<SyncOutcome> {
+    if (fetched.kind === "unchanged") return this.report({ kind: "unchanged" });
+    if (fetched.kind === "failed") return this.report(fetched.outcome);
+    const outcome = await this.accept(fetched.result, from, fetched.bytes, fetched.chunked, false);
     // Remember validators only for an accepted document, so a rejected one is read again.
-    if (outcome.kind !== "failed") this.validators = fetched.validators;
+    if (outcome.kind !== "failed" && from === "source") this.validators = fetched.validators;
     return this.report(outcome);
   }
 
-  private async loadFromStateDir(): Promise<SyncOutcome> {
+  /** Validates a catalog text from another instance (Redis) and applies it. */
+  async applyText(text: string, from: "redis"): Promise<SyncOutcome> {
+    const chunked = this.options.holder.current !== null && text.length >= CHUNKED_FROM_CHARS;
+    const result = chunked ? await parseCatalogChunked(text, pause, SLICE_MS) : parseCatalog(text);
+    return this.report(await this.accept(result, from, text.length, chunked));
+  }
+
+  /** Reports an outcome decided elsewhere (the fleet coordinator): logs and `onOutcome`. */
+  reportOutcome(outcome: SyncOutcome): SyncOutcome {
+    return this.report(outcome);
+  }
+
+  private logIssues(result: ValidationResult): void {
+    const { log } = this.options;
+    for (const issue of result.issues.slice(0, 100)) {
+      log.warn("catalog entry skipped", {
+        index: issue.index,
+        id: issue.id,
+        reason: issue.code,
+        detail: issue.message,
+      });
+    }
+    if (result.issues.length > 100)
+      log.warn("more catalog entries skipped", { count: result.issues.length - 100 });
+  }
+
+  async loadFromStateDir(): Promise<SyncOutcome> {
     const dir = this.options.stateDir;
     const text = dir === null ? null : await loadLastGood(dir);
     if (text === null) {
@@ -141,21 +213,13 @@ export class CatalogSync {
 
   private async accept(
     result: ValidationResult,
-    from: "source" | "state_dir",
+    from: "source" | "state_dir" | "redis",
     bytes: number,
     chunked: boolean,
+    logIssues = true,
   ): Promise<SyncOutcome> {
     const { holder, log, now, stateDir } = this.options;
-    for (const issue of result.issues.slice(0, 100)) {
-      log.warn("catalog entry skipped", {
-        index: issue.index,
-        id: issue.id,
-        reason: issue.code,
-        detail: issue.message,
-      });
-    }
-    if (result.issues.length > 100)
-      log.warn("more catalog entries skipped", { count: result.issues.length - 100 });
+    if (logIssues) this.logIssues(result);
     if (!result.ok) {
       return { kind: "failed", failure: result.code, message: `${result.message} (${bytes} bytes)` };
     }
@@ -171,7 +235,7 @@ export class CatalogSync {
       if (holder.current?.version === snapshot.version) return { kind: "unchanged" };
     }
     holder.swap(snapshot);
-    if (stateDir !== null && from === "source") {
+    if (stateDir !== null && from !== "state_dir") {
       await saveLastGood(stateDir, result.ads).catch((error: unknown) => {
         log.error("cannot save the catalog to the state dir", { error: String(error).slice(0, 200) });
       });

@@ -90,7 +90,11 @@ describe("serving", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("application/json");
     expect(res.headers.get("cache-control")).toBe("no-store");
-    expect(await res.json()).toEqual({ id: "a1", video_url: "https://cdn.example.com/a1.mp4" });
+    const body = (await res.json()) as Record<string, string>;
+    expect(Object.keys(body).sort()).toEqual(["id", "impression_url", "video_url"]);
+    expect(body).toMatchObject({ id: "a1", video_url: "https://cdn.example.com/a1.mp4" });
+    expect(body.impression_url).toStartWith(`${h.server.url}/impression?t=`);
+    expect(res.headers.get("adsrv-catalog-version")).toBe(h.server.holder.current?.version as string);
   });
 
   test("every status code of the API", async () => {

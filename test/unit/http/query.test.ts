@@ -12,7 +12,23 @@ describe("parseAdQuery", () => {
     ["&&country=us&&lang=eng&", "us", "eng"],
     ["country=us&lang=eng&Country=fr", "us", "eng"], // names are case-sensitive; unknown ones ignored
   ])("%s → %s/%s", (search, country, lang) => {
-    expect(parseAdQuery(search)).toEqual({ ok: true, query: { country, lang } });
+    expect(parseAdQuery(search)).toEqual({ ok: true, query: { country, lang, playerId: null } });
+  });
+
+  test("player_id: optional, opaque, once, 1-128 printable ASCII", () => {
+    expect(parseAdQuery("country=us&lang=eng&player_id=p-42%2Fx")).toEqual({
+      ok: true,
+      query: { country: "us", lang: "eng", playerId: "p-42/x" },
+    });
+    const long = "p".repeat(128);
+    expect(parseAdQuery(`country=us&lang=eng&player_id=${long}`)).toMatchObject({ ok: true });
+    for (const bad of [`${long}p`, "a%20b", "", "%C3%A9", "a%00"]) {
+      const r = parseAdQuery(`country=us&lang=eng&player_id=${bad}`);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.error.param).toBe("player_id");
+    }
+    const twice = parseAdQuery("country=us&lang=eng&player_id=a&player_id=b");
+    expect(twice.ok ? null : twice.error.detail).toContain("more than once");
   });
 
   test.each([

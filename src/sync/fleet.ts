@@ -1,0 +1,136 @@
+/**
+ * One catalog for the whole fleet, through Redis.
+ *
+ * Each tick (every refresh interval):
+ *   1. version check: a stored version that differs from the one served is loaded from Redis
+ *      (catches a missed pub/sub message);
+ *   2. the instance that takes the short-lived lock fetches the source and validates it, then
+ *      publishes the canonical validated catalog under its content hash (one fenced script:
+ *      a stale lock holder cannot overwrite), applies it itself and releases the lock.
+ * Every instance also loads a new version as soon as it is announced on the channel.
+ * A document that fails validation is never published. When Redis fails for two ticks in a
+ * row (or at start-up with nothing to serve) the instance reads the source itself ("solo")
+ * and keeps doing so until Redis answers again; then it rejoins the shared catalog.
+ * @module
+ */
+import type { CatalogStore } from "../store/catalog.ts";
+import { StoreError } from "../store/redis.ts";
+import type { Logger } from "../telemetry/log.ts";
+import type { CatalogHolder } from "./holder.ts";
+import type { CatalogSync, SyncOutcome } from "./loop.ts";
+
+export interface FleetOptions {
+  readonly store: CatalogStore;
+  readonly holder: CatalogHolder;
+  readonly log: Logger;
+  readonly now: () => number;
+  /** Identifies this instance in the lock value (host:pid). */
+  readonly instanceId: string;
+  /** Redis failures in a row after which this instance reads the source itself. */
+  readonly soloAfter?: number;
+  readonly onStoreError?: (error: StoreError) => void;
+}
+
+export class FleetSync {
+  private sync: CatalogSync | null = null;
+  private failures = 0;
+  private solo = false;
+  private unsubscribe: (() => void) | null = null;
+  private loading: Promise<SyncOutcome> | null = null;
+
+  constructor(private readonly options: FleetOptions) {}
+
+  /** Binds to the CatalogSync whose coordinator this is, and listens for announcements. */
+  attach(sync: CatalogSync): void {
+    this.sync = sync;
+    this.unsubscribe = this.options.store.onVersion((version) => {
+      if (version !== this.options.holder.current?.version) void this.loadShared().catch(() => {});
+    });
+  }
+
+  stop(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+  }
+
+  /** Whether this instance is reading the source itself because Redis failed. */
+  get isSolo(): boolean {
+    return this.solo;
+  }
+
+  async tick(): Promise<SyncOutcome> {
+    const sync = this.bound();
+    try {
+      const stored = await this.options.store.readVersion();
+      const shared =
+        stored !== null && stored !== this.options.holder.current?.version ? await this.loadShared() : null;
+      const outcome = await this.fetchIfLockHolder(stored);
+      if (this.solo) this.options.log.info("Redis answers again; rejoining the shared catalog");
+      this.failures = 0;
+      this.solo = false;
+      return outcome ?? shared ?? { kind: "unchanged" };
+    } catch (error) {
+      if (!(error instanceof StoreError)) throw error;
+      this.options.onStoreError?.(error);
+      this.failures++;
+      const nothingServed = this.options.holder.current === null;
+      if (!this.solo && (this.failures >= (this.options.soloAfter ?? 2) || nothingServed)) {
+        this.solo = true;
+        this.options.log.warn("Redis unavailable; reading the catalog source directly until it returns", {
+          kind: error.kind,
+        });
+      }
+      if (this.solo) return sync.attempt();
+      return sync.reportOutcome({
+        kind: "failed",
+        failure: "read",
+        message: `Redis ${error.kind}: catalog check skipped`,
+      });
+    }
+  }
+
+  private bound(): CatalogSync {
+    if (this.sync === null) throw new Error("FleetSync used before attach()");
+    return this.sync;
+  }
+
+  /** Reads the stored document and applies it (re-validated). Concurrent calls share one load. */
+  private loadShared(): Promise<SyncOutcome> {
+    this.loading ??= (async () => {
+      try {
+        const doc = await this.options.store.readDoc();
+        if (doc === null || doc.version === this.options.holder.current?.version)
+          return { kind: "unchanged" } as const;
+        return await this.bound().applyText(doc.text, "redis");
+      } finally {
+        this.loading = null;
+      }
+    })();
+    return this.loading;
+  }
+
+  /** Takes the lock; the holder fetches, validates, publishes, applies and releases. */
+  private async fetchIfLockHolder(stored: string | null): Promise<SyncOutcome | null> {
+    const { store, holder, log, now } = this.options;
+    const token = await store.tryLock(this.options.instanceId);
+    if (token === null) return null;
+    const sync = this.bound();
+    try {
+      const fetched = await sync.fetchValidated();
+      const applied = await sync.applyFetched(fetched, "source");
+      const version = holder.current?.version;
+      // Publish what this instance serves when Redis lacks it: a new document, or a Redis that
+      // lost its data (restarted without persistence) while the source answers 304.
+      if (version === undefined || version === stored) return applied;
+      // The canonical validated catalog, never the raw body: what is stored has passed validation.
+      const doc = JSON.stringify({ ads: holder.current?.ads ?? [] });
+      const published = await store.publish({ token, version, doc, fetchedAt: now() });
+      if (published === "lost_lock")
+        log.warn("catalog fetch lock lost before publishing; another instance will publish");
+      else if (published === "published") log.info("catalog published to the fleet", { version });
+      return applied;
+    } finally {
+      await store.release(token).catch(() => false);
+    }
+  }
+}
