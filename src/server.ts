@@ -120,7 +120,8 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     conn === null
       ? null
       : new FleetSync({
-          store: catalogStore(conn),
+          // The fetch lock is a lease of just under one refresh interval (see sync/fleet.ts).
+          store: catalogStore(conn, { lockTtlMs: Math.max(100, Math.floor(config.refreshSeconds * 900)) }),
           holder,
           log,
           now,

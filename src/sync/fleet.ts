@@ -4,9 +4,12 @@
  * Each tick (every refresh interval):
  *   1. version check: a stored version that differs from the one served is loaded from Redis
  *      (catches a missed pub/sub message);
- *   2. the instance that takes the short-lived lock fetches the source and validates it, then
- *      publishes the canonical validated catalog under its content hash (one fenced script:
- *      a stale lock holder cannot overwrite), applies it itself and releases the lock.
+ *   2. the instance that takes the lock fetches the source and validates it, then publishes the
+ *      canonical validated catalog under its content hash (one fenced script: a stale lock
+ *      holder cannot overwrite) and applies it itself. The lock is a lease of just under one
+ *      interval and is kept after a successful fetch, so the fleet fetches once per interval
+ *      however many instances tick; if its holder dies, it expires and another instance
+ *      fetches on the next interval. A failed fetch releases it at once.
  * Every instance also loads a new version as soon as it is announced on the channel.
  * A document that fails validation is never published. When Redis fails for two ticks in a
  * row (or at start-up with nothing to serve) the instance reads the source itself ("solo")
@@ -115,8 +118,10 @@ export class FleetSync {
     const token = await store.tryLock(this.options.instanceId);
     if (token === null) return null;
     const sync = this.bound();
+    let keep = false;
     try {
       const fetched = await sync.fetchValidated();
+      keep = fetched.kind !== "failed";
       const applied = await sync.applyFetched(fetched, "source");
       const version = holder.current?.version;
       // Publish what this instance serves when Redis lacks it: a new document, or a Redis that
@@ -130,7 +135,7 @@ export class FleetSync {
       else if (published === "published") log.info("catalog published to the fleet", { version });
       return applied;
     } finally {
-      await store.release(token).catch(() => false);
+      if (!keep) await store.release(token).catch(() => false);
     }
   }
 }
