@@ -281,6 +281,8 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
       // Never the development error page: it would show source and paths.
       development: false,
       idleTimeout: config.idleTimeoutSeconds,
+      // No route takes a body: anything over 4 KiB is refused (413) before a handler runs.
+      maxRequestBodySize: 4096,
       routes,
       fetch: fallback,
       error(error) {
