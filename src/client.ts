@@ -1,6 +1,6 @@
 /**
  * A typed client for adsrv, for games and tools written in JS/TS (`adsrv query` uses it).
- * Only `fetch`, no dependencies, no Bun or Node APIs: it runs in Bun, Node ≥ 20, Deno and
+ * Only `fetch`, no dependencies, no Bun or Node APIs: it runs in Bun, Node ≥ 20.3, Deno and
  * browsers (a browser page needs adsrv on its own origin: adsrv sends no CORS headers).
  * Nothing here throws: every outcome, transport failures included, is a value.
  *
@@ -28,7 +28,7 @@ export interface AdRequest {
   readonly country: string;
   readonly lang: string;
   /** Sent as `player_id` (servers without player history ignore it). */
-  readonly playerId?: string;
+  readonly playerId?: string | undefined;
 }
 
 export interface RequestOptions {
@@ -507,26 +507,26 @@ export interface AdsrvClientOptions {
   /** Base URL of adsrv, e.g. `https://ads.example.com` (a path prefix is kept). */
   readonly server: string;
   /** Sent as `X-Api-Key` to the decision and stats routes (never to `/impression`). */
-  readonly apiKey?: string;
+  readonly apiKey?: string | undefined;
   /** A JWT, sent as `Authorization: Bearer` (never to `/impression`). */
-  readonly token?: string;
+  readonly token?: string | undefined;
   /** Deadline per request, body included (default 5000 ms). */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
   /** Retries after a 503 or a failed connection (default 2: at most 3 requests per call). */
-  readonly retries?: number;
+  readonly retries?: number | undefined;
   /** Longest wait before a retry; a longer `Retry-After` is not retried (default 10,000 ms). */
-  readonly maxRetryDelayMs?: number;
+  readonly maxRetryDelayMs?: number | undefined;
   /** How to wait between tries (default `setTimeout`); tests pass a recorder. */
-  readonly sleep?: (ms: number) => Promise<void>;
+  readonly sleep?: ((ms: number) => Promise<void>) | undefined;
   /** Source of jitter in [0, 1) (default `Math.random`). */
-  readonly random?: () => number;
+  readonly random?: (() => number) | undefined;
 }
 
 export interface CallOptions {
   /** Aborts the call, waits included (counts as a timeout). */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal | undefined;
   /** Sent as `X-Request-Id` on every try. */
-  readonly requestId?: string;
+  readonly requestId?: string | undefined;
 }
 
 export interface AdsrvClient {
