@@ -107,6 +107,14 @@ function macer(key: Uint8Array): (payload: string) => Buffer {
   };
 }
 
+/** The same MAC as `macer`, already as its 22 base64url characters (the token id). */
+function macerText(key: Uint8Array): (payload: string) => string {
+  const mac = macer(key);
+  return (payload) => mac(payload).toString("base64url");
+}
+
+const ASCII = /^[\x00-\x7f]*$/;
+
 /** Strings JSON writes as-is between quotes (printable ASCII without `"` and `\`). */
 const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
@@ -173,7 +181,7 @@ export function createImpressionSigner(key: Uint8Array, options: SignerOptions):
   if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) throw new RangeError("ttlSeconds must be > 0");
   const ttlMs = Math.round(ttlSeconds * 1000);
   // Private copies: a caller that later zeroes or reuses its buffer does not change ours.
-  const signMac = macer(Uint8Array.from(key));
+  const signMac = macerText(Uint8Array.from(key));
   const verifyMacs = keys.map((k) => macer(Uint8Array.from(k)));
 
   return {
@@ -197,8 +205,10 @@ export function createImpressionSigner(key: Uint8Array, options: SignerOptions):
         claims.lang ?? null,
       ];
       while (fields.length > 4 && fields[fields.length - 1] === null) fields.pop();
-      const payload = Buffer.from(payloadJson(fields), "utf8").toString("base64url");
-      return `${payload}.${signMac(payload).toString("base64url")}`;
+      // The payload JSON is ASCII unless a field is not: latin1 is then the same bytes, faster.
+      const json = payloadJson(fields);
+      const payload = Buffer.from(json, ASCII.test(json) ? "latin1" : "utf8").toString("base64url");
+      return `${payload}.${signMac(payload)}`;
     },
     verify(token, nowMs) {
       if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH) return MALFORMED;
