@@ -113,6 +113,7 @@ function macerText(key: Uint8Array): (payload: string) => string {
   return (payload) => mac(payload).toString("base64url");
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the whole ASCII range, control characters included, is the point.
 const ASCII = /^[\x00-\x7f]*$/;
 
 /** Strings JSON writes as-is between quotes (printable ASCII without `"` and `\`). */

@@ -86,7 +86,7 @@ describe("recordImpression", () => {
 
   test("tokens without country and language count under 'unknown'", () => {
     const d = deps();
-    recordImpression(d, signer.sign({ adId: "ad-2", decidedAtMs: T0, nonce: "n" }), T0);
+    void recordImpression(d, signer.sign({ adId: "ad-2", decidedAtMs: T0, nonce: "n" }), T0);
     expect(d.stats.snapshot(T0).rows[0]).toMatchObject({ ad: "ad-2", country: "unknown", lang: "unknown" });
   });
 
