@@ -15,10 +15,11 @@ import sample from "./catalog/sample-catalog.json";
 import { buildSnapshot } from "./catalog/snapshot.ts";
 import { validateCatalog } from "./catalog/validate.ts";
 import { type Config, ConfigError, decodeImpressionKey } from "./config.ts";
+import { eligible } from "./decision/decide.ts";
 import { clientAddress, isLoopback, requestIds } from "./http/edge.ts";
 import { problem } from "./http/problem.ts";
 import { RateLimiter } from "./http/ratelimit.ts";
-import { makeRoutes } from "./http/routes.ts";
+import { makeRoutes, type PlayerDecisions, playerCandidates } from "./http/routes.ts";
 import { MemoryLedger } from "./impression/ledger.ts";
 import { createImpressionUrls } from "./impression/record.ts";
 import { createImpressionSigner, nonceSequence } from "./impression/token.ts";
@@ -77,6 +78,19 @@ export function sampleSnapshot(now: number) {
   const result = validateCatalog(sample);
   if (!result.ok) throw new Error("the built-in sample catalog is invalid");
   return buildSnapshot(result.ads, now);
+}
+
+/** Served and impression counts by country and by ad, for the dashboard's charts. */
+function servedForDashboard(stats: ServedStats, nowMs: number): import("./admin/types.ts").ServedStats {
+  const snapshot = stats.snapshot(nowMs);
+  const pick = (r: { served: number; impressions: number }) => ({
+    served: r.served,
+    impressions: r.impressions,
+  });
+  return {
+    byCountry: Object.fromEntries(Object.entries(snapshot.by_country).map(([k, v]) => [k, pick(v)])),
+    byAd: Object.fromEntries(Object.entries(snapshot.by_ad).map(([k, v]) => [k, pick(v)])),
+  };
 }
 
 /** The base URL of impression links when --public-url is not set: the listen address. */
@@ -171,10 +185,17 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
       },
     );
   }
+  const players = conn === null ? memoryPlayerStore({ maxPlayers: 1_000_000 }) : null;
   const memoryLedger = new MemoryLedger();
+  const playerDecisions: PlayerDecisions = {
+    store: players ?? redisPlayerStore(conn as StoreConnection, { timeoutMs: config.storeTimeoutMs }),
+    decideNow: players === null ? null : players.decideNow,
+    defaultCap: config.frequencyCap,
+    defaultWindowMs: config.frequencyWindowSeconds * 1000,
+    onStoreError: config.onStoreError,
+  };
   // Impression links point at --public-url, or at the bound address once it is known.
   let impressionUrls = createImpressionUrls(config.publicUrl ?? publicBase(config, config.listen.port));
-  const players = conn === null ? memoryPlayerStore({ maxPlayers: 1_000_000 }) : null;
 
   const keys =
     config.apiKeysFile === null
@@ -238,13 +259,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     requestTimeoutMs: config.requestTimeoutMs,
     log,
     metrics,
-    players: {
-      store: players ?? redisPlayerStore(conn as StoreConnection, { timeoutMs: config.storeTimeoutMs }),
-      decideNow: players === null ? null : players.decideNow,
-      defaultCap: config.frequencyCap,
-      defaultWindowMs: config.frequencyWindowSeconds * 1000,
-      onStoreError: config.onStoreError,
-    },
+    players: playerDecisions,
     impressions: {
       signer: createImpressionSigner(keyBytes, { ttlSeconds: config.impressionTtlSeconds }),
       ledger: conn === null ? memoryLedger : redisLedger(conn, memoryLedger, onStoreError),
@@ -303,7 +318,21 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
   let admin: Awaited<ReturnType<typeof startAdminServer>> | null = null;
   if (config.adminListen !== null && deps.adminEnabled !== false) {
     try {
-      admin = startAdminServer({ listen: config.adminListen, metrics, holder, now, log });
+      admin = startAdminServer({
+        listen: config.adminListen,
+        metrics,
+        holder,
+        now,
+        log,
+        served: () => servedForDashboard(stats, now()),
+        playerView: async (playerId, country, lang, hour) => {
+          const snapshot = holder.current;
+          const found = snapshot === null ? null : eligible(snapshot, country, lang, hour);
+          if (found === null || found.kind !== "ads") return null;
+          const candidates = playerCandidates(found.ads, playerDecisions);
+          return { candidates, history: await playerDecisions.store.peek(playerId, candidates, now()) };
+        },
+      });
       log.info("admin listening", { url: admin.url });
     } catch (error) {
       log.error("admin listener could not start; serving continues without it", {

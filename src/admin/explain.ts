@@ -7,8 +7,9 @@
 import type { Snapshot } from "../catalog/snapshot.ts";
 import { choose, eligible, type NoFillReason } from "../decision/decide.ts";
 import { hourMask, isAvailable } from "../decision/hours.ts";
+import { choosePlayerAd, isCapped, type PlayerCandidate, type PlayerHistory } from "../decision/player.ts";
 
-export type EligibilityReason = "outside_hours" | "chosen" | "eligible";
+export type EligibilityReason = "outside_hours" | "capped" | "chosen" | "eligible";
 
 export interface AdExplanation {
   readonly id: string;
@@ -19,11 +20,17 @@ export interface AdExplanation {
   readonly start_hour: number;
   readonly end_hour: number;
   readonly video_url: string;
+  /** With a player: serves in the ad's cap window, the cap (0 = none), and the last serve. */
+  readonly player?: {
+    readonly served_in_window: number;
+    readonly cap: number;
+    readonly last_served: string | null;
+  };
 }
 
 export type ExplainedDecision =
   | { readonly outcome: "fill"; readonly id: string; readonly video_url: string }
-  | { readonly outcome: "nofill"; readonly reason: NoFillReason };
+  | { readonly outcome: "nofill"; readonly reason: NoFillReason | "frequency_capped" };
 
 export interface Explanation {
   readonly country: string;
@@ -82,4 +89,46 @@ export function explain(snapshot: Snapshot, country: string, lang: string, hour:
       };
     }),
   };
+}
+
+/** A player's view of the eligible ads: caps and last serves, from the player store. */
+export interface PlayerView {
+  readonly candidates: readonly PlayerCandidate[];
+  readonly history: readonly PlayerHistory[];
+}
+
+/**
+ * `explain` for a player: the eligible ads are those of `view.candidates` (in catalog order),
+ * the decision is `choosePlayerAd` over their history, and capped ads say so.
+ */
+export function explainForPlayer(
+  snapshot: Snapshot,
+  country: string,
+  lang: string,
+  hour: number,
+  view: PlayerView,
+): Explanation {
+  const base = explain(snapshot, country, lang, hour);
+  if (view.candidates.length === 0) return base;
+  const choice = choosePlayerAd(view.candidates, view.history);
+  const byId = new Map(view.candidates.map((c, i) => [c.id, { c, h: view.history[i] }]));
+  const chosenId = choice.kind === "chosen" ? view.candidates[choice.index]?.id : undefined;
+  const ads = base.ads.map((ad): AdExplanation => {
+    const seen = byId.get(ad.id);
+    if (seen === undefined || seen.h === undefined) return ad;
+    const capped = isCapped(seen.c.cap, seen.h.servedInWindow);
+    const player = {
+      served_in_window: seen.h.servedInWindow,
+      cap: seen.c.cap,
+      last_served: seen.h.lastServedMs === null ? null : new Date(seen.h.lastServedMs).toISOString(),
+    };
+    const reason: EligibilityReason = capped ? "capped" : ad.id === chosenId ? "chosen" : "eligible";
+    return { ...ad, eligible: !capped, reason, player };
+  });
+  const chosen = ads.find((a) => a.id === chosenId);
+  const decision: ExplainedDecision =
+    chosen === undefined
+      ? { outcome: "nofill", reason: "frequency_capped" }
+      : { outcome: "fill", id: chosen.id, video_url: chosen.video_url };
+  return { ...base, decision, ads };
 }

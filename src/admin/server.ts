@@ -21,7 +21,7 @@ import type { CatalogHolder } from "../sync/holder.ts";
 import type { Logger } from "../telemetry/log.ts";
 import type { LastSync, Metrics } from "../telemetry/metrics.ts";
 import { DASHBOARD_CSP, DASHBOARD_HTML } from "./dashboard.ts";
-import { explain, windowText } from "./explain.ts";
+import { explain, explainForPlayer, type PlayerView, windowText } from "./explain.ts";
 import type { ServedStats } from "./types.ts";
 
 export interface AdminServerOptions {
@@ -35,6 +35,16 @@ export interface AdminServerOptions {
   /** Served and impression counts, or null where they are not kept. */
   readonly served?: () => ServedStats | null;
   readonly log: Logger;
+  /**
+   * For `/debug/decide?player_id=`: the player's history for the eligible ads (read only), with
+   * the caps that apply. Absent: player_id is ignored.
+   */
+  readonly playerView?: (
+    playerId: string,
+    country: string,
+    lang: string,
+    hour: number,
+  ) => Promise<PlayerView | null>;
 }
 
 export interface AdminServer {
@@ -201,7 +211,7 @@ export function startAdminServer(options: AdminServerOptions): AdminServer {
     });
   };
 
-  const decide = (req: Request): Response => {
+  const decide = (req: Request): Response | Promise<Response> => {
     const search = searchOf(req.url);
     const parsed = parseAdQuery(search);
     if (!parsed.ok) return problem("invalid-param", parsed.error.detail, { param: parsed.error.param });
@@ -222,7 +232,24 @@ export function startAdminServer(options: AdminServerOptions): AdminServer {
     }
     const snapshot = holder.current;
     if (snapshot === null) return noCatalog();
-    return json(explain(snapshot, parsed.query.country, parsed.query.lang, hour));
+    const { country, lang, playerId } = parsed.query;
+    if (playerId === null || options.playerView === undefined)
+      return json(explain(snapshot, country, lang, hour));
+    return options.playerView(playerId, country, lang, hour).then(
+      (view) =>
+        json(
+          view === null
+            ? explain(snapshot, country, lang, hour)
+            : explainForPlayer(snapshot, country, lang, hour, view),
+        ),
+      () =>
+        problem(
+          "store-unavailable",
+          "player history is unavailable; retry shortly",
+          {},
+          { "Retry-After": "1" },
+        ),
+    );
   };
 
   const fallback = (req: Request): Response => {

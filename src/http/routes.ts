@@ -98,6 +98,18 @@ export interface RouteDeps {
   readonly openapi: string;
 }
 
+/** The eligible ads as player-store candidates: each ad's cap and window, or the defaults. */
+export function playerCandidates(
+  ads: readonly Entry[],
+  defaults: { readonly defaultCap: number; readonly defaultWindowMs: number },
+): PlayerCandidate[] {
+  return ads.map((e) => ({
+    id: e.id,
+    cap: e.ad.frequency_cap ?? defaults.defaultCap,
+    windowMs: e.ad.frequency_window === undefined ? defaults.defaultWindowMs : e.ad.frequency_window * 1000,
+  }));
+}
+
 function authFailureKind(reason: string): AuthFailure {
   if (reason.endsWith("missing")) return AuthFailure.missing;
   if (reason === "api_key_unknown") return AuthFailure.invalid_key;
@@ -259,12 +271,7 @@ export function makeRoutes(deps: RouteDeps): {
     return { kind: "nofill", reason, version: snapshot.version, rateHeaders };
   };
 
-  const candidatesOf = (ads: readonly Entry[]): PlayerCandidate[] =>
-    ads.map((e) => ({
-      id: e.id,
-      cap: e.ad.frequency_cap ?? players.defaultCap,
-      windowMs: e.ad.frequency_window === undefined ? players.defaultWindowMs : e.ad.frequency_window * 1000,
-    }));
+  const candidatesOf = (ads: readonly Entry[]): PlayerCandidate[] => playerCandidates(ads, players);
 
   /** Stages 5-7: rate limit, query, decision. Synchronous unless the player store awaits. */
   const decide = (

@@ -18,7 +18,13 @@
  * fleet), first 16 bytes in hex.
  * @module
  */
-import { CAPPED, choosePlayerAd, type PlayerCandidate, type PlayerChoice } from "../decision/player.ts";
+import {
+  CAPPED,
+  choosePlayerAd,
+  type PlayerCandidate,
+  type PlayerChoice,
+  type PlayerHistory,
+} from "../decision/player.ts";
 import { defineScript, type StoreConnection, StoreError } from "./redis.ts";
 
 export type { PlayerCandidate, PlayerChoice } from "../decision/player.ts";
@@ -29,6 +35,8 @@ export interface PlayerStore {
    * serve, atomically. The Redis store rejects with `StoreError` when Redis fails.
    */
   decide(playerId: string, candidates: readonly PlayerCandidate[], nowMs: number): Promise<PlayerChoice>;
+  /** The player's history for these candidates, read only (for /debug/decide). */
+  peek(playerId: string, candidates: readonly PlayerCandidate[], nowMs: number): Promise<PlayerHistory[]>;
 }
 
 /** How long a player's last-served stamps live after the last serve (default 30 days). */
@@ -169,10 +177,24 @@ export function memoryPlayerStore(options: MemoryPlayerStoreOptions): MemoryPlay
     return choice;
   };
 
+  const peekNow = (
+    playerId: string,
+    candidates: readonly PlayerCandidate[],
+    nowMs: number,
+  ): PlayerHistory[] => {
+    const player = players.get(hashPlayerId(playerId));
+    const live = player !== undefined && !expired(player, nowMs) ? player : undefined;
+    return candidates.map((c) => ({
+      lastServedMs: live?.last.get(c.id) ?? null,
+      servedInWindow: (live?.serves.get(c.id) ?? []).filter((t) => t > nowMs - c.windowMs).length,
+    }));
+  };
+
   return {
     size: () => players.size,
     decideNow,
     decide: async (playerId, candidates, nowMs) => decideNow(playerId, candidates, nowMs),
+    peek: async (playerId, candidates, nowMs) => peekNow(playerId, candidates, nowMs),
   };
 }
 
@@ -239,6 +261,22 @@ end
 return best - 1
 `);
 
+/**
+ * Read-only: the last-served stamps and the serves inside each window.
+ * KEYS[1]: last-served hash; KEYS[1 + i]: window set of candidate i. ARGV: now, then per
+ * candidate: id, window (ms). Returns a flat list: last (or false), count, per candidate.
+ */
+const PEEK_SCRIPT = defineScript(`
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS - 1 do
+  local a = i * 2
+  out[#out + 1] = redis.call('HGET', KEYS[1], ARGV[a]) or ''
+  out[#out + 1] = redis.call('ZCOUNT', KEYS[1 + i], '(' .. (now - tonumber(ARGV[a + 1])), '+inf')
+end
+return out
+`);
+
 export interface RedisPlayerStoreOptions {
   /** Default 30 days; keep it at least the largest frequency window. */
   readonly lastServedTtlMs?: number;
@@ -275,6 +313,20 @@ export function redisPlayerStore(conn: StoreConnection, options: RedisPlayerStor
         throw new StoreError("reply", "unexpected reply from the decision script");
       }
       return { kind: "chosen", index: reply };
+    },
+    async peek(playerId, candidates, nowMs) {
+      checkPlayer(playerId);
+      const hash = hashPlayerId(playerId, options.pepper);
+      const keys = [lastServedKey(hash), ...candidates.map((c) => windowKey(hash, c.id))];
+      const args = [String(nowMs), ...candidates.flatMap((c) => [c.id, String(c.windowMs)])];
+      const reply = (await conn.eval(PEEK_SCRIPT, keys, args, callOptions)) as unknown[];
+      return candidates.map((_, i) => {
+        const last = reply[i * 2];
+        return {
+          lastServedMs: typeof last === "string" && last !== "" ? Number(last) : null,
+          servedInWindow: Number(reply[i * 2 + 1] ?? 0),
+        };
+      });
     },
   };
 }

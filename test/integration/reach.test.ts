@@ -73,6 +73,35 @@ describe("player-aware decisions (in memory)", () => {
     expect(((await again.json()) as { id: string }).id).toBe("x");
   });
 
+  test("/debug/decide explains a player's decision: capped ads, serves in the window, the chosen one", async () => {
+    const h = await start(
+      [sampleAd("x", { frequency_cap: 1 }), sampleAd("y"), sampleAd("z", { start_hour: 20, end_hour: 21 })],
+      {
+        adminListen: { host: "127.0.0.1", port: 0 },
+      },
+    );
+    expect(
+      ((await (await h.get("/ad_request?country=us&lang=eng&player_id=dbg")).json()) as { id: string }).id,
+    ).toBe("x");
+    const res = await fetch(`${h.server.adminUrl}/debug/decide?country=us&lang=eng&player_id=dbg`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      decision: { outcome: string; id?: string };
+      ads: { id: string; reason: string; player?: { served_in_window: number; cap: number } }[];
+    };
+    expect(body.decision).toMatchObject({ outcome: "fill", id: "y" });
+    expect(body.ads.map((a) => [a.id, a.reason])).toEqual([
+      ["x", "capped"],
+      ["y", "chosen"],
+      ["z", "outside_hours"],
+    ]);
+    expect(body.ads[0]?.player).toMatchObject({ served_in_window: 1, cap: 1 });
+    // Explaining does not record a serve: the real request still gets y.
+    expect(
+      ((await (await h.get("/ad_request?country=us&lang=eng&player_id=dbg")).json()) as { id: string }).id,
+    ).toBe("y");
+  });
+
   test("an invalid player_id is a 400 naming it", async () => {
     const h = await start(three);
     const res = await h.get(`/ad_request?country=us&lang=eng&player_id=${"p".repeat(129)}`);
