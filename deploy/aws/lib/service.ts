@@ -149,6 +149,10 @@ export class AdsrvService extends Construct {
         ADSRV_SHUTDOWN_GRACE: String(settings.shutdownGraceSeconds),
         ADSRV_LOG_FORMAT: "json",
         ADSRV_LOG_LEVEL: "info",
+        // Above the ALB's 60 s idle timeout, so the ALB never reuses a connection adsrv closed.
+        ADSRV_IDLE_TIMEOUT: "75",
+        // Rate limits per client address: believe X-Forwarded-For only from inside the VPC (the ALB).
+        ADSRV_TRUSTED_PROXY: vpc.vpcCidrBlock,
       },
       secrets,
       logging: ecs.LogDrivers.awsLogs({
