@@ -47,12 +47,27 @@ describe("plain HTTP", () => {
   });
 
   test(
-    "slowloris: sockets trickling headers are closed by the server while normal clients are served",
+    "slowloris and silent sockets are closed by the server while normal clients are served",
     async () => {
       const closed: number[] = [];
       const started = performance.now();
       const slow = await Promise.all(
         Array.from({ length: 20 }, () =>
+          Bun.connect({
+            hostname: "127.0.0.1",
+            port,
+            socket: {
+              data() {},
+              close() {
+                closed.push(performance.now() - started);
+              },
+            },
+          }),
+        ),
+      );
+      // Plus sockets that connect and never send a byte.
+      const silent = await Promise.all(
+        Array.from({ length: 5 }, () =>
           Bun.connect({
             hostname: "127.0.0.1",
             port,
@@ -75,12 +90,13 @@ describe("plain HTTP", () => {
           expect((await fetch(`${server.url}/ad_request?country=us&lang=eng`)).status).toBe(200);
         }
         const deadline = performance.now() + 16_000;
-        while (closed.length < slow.length && performance.now() < deadline) await Bun.sleep(250);
+        while (closed.length < slow.length + silent.length && performance.now() < deadline)
+          await Bun.sleep(250);
       } finally {
         clearInterval(trickle);
-        for (const s of slow) s.end();
+        for (const s of [...slow, ...silent]) s.end();
       }
-      expect(closed.length).toBe(slow.length);
+      expect(closed.length).toBe(slow.length + silent.length);
       expect(Math.max(...closed)).toBeLessThan(16_000);
     },
     { timeout: 30_000 },
