@@ -62,7 +62,6 @@ export const MIN_KEY_BYTES = 32;
 /** Longer tokens are `malformed` before any work. */
 export const MAX_TOKEN_LENGTH = 1024;
 const MAX_FIELD = 128;
-const MAC_BYTES = 16;
 const MAC_CHARS = 22;
 const CONTEXT = "adsrv-impression-v1.";
 const VERSION = 1;
@@ -94,23 +93,17 @@ function checkField(value: string | undefined, name: string, required: boolean):
 }
 
 /**
- * HMAC-SHA256 over CONTEXT + payload, keyed once: each call copies the keyed state instead of
- * re-deriving it (measured 0.32 µs vs 1.25 µs for node:crypto's createHmac per call).
+ * The token id: the first 22 base64url characters of the MAC (132 bits), taken from the digest's
+ * text directly (a Buffer `subarray` per token measured at ~10 % of a decision's cost).
  */
-function macer(key: Uint8Array): (payload: string) => Buffer {
+function macerText(key: Uint8Array): (payload: string) => string {
   const keyed = new Bun.CryptoHasher("sha256", key);
   keyed.update(CONTEXT);
   return (payload) => {
     const hasher = keyed.copy();
     hasher.update(payload);
-    return hasher.digest().subarray(0, MAC_BYTES);
+    return hasher.digest("base64url").slice(0, MAC_CHARS);
   };
-}
-
-/** The same MAC as `macer`, already as its 22 base64url characters (the token id). */
-function macerText(key: Uint8Array): (payload: string) => string {
-  const mac = macer(key);
-  return (payload) => mac(payload).toString("base64url");
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the whole ASCII range, control characters included, is the point.
@@ -183,7 +176,7 @@ export function createImpressionSigner(key: Uint8Array, options: SignerOptions):
   const ttlMs = Math.round(ttlSeconds * 1000);
   // Private copies: a caller that later zeroes or reuses its buffer does not change ours.
   const signMac = macerText(Uint8Array.from(key));
-  const verifyMacs = keys.map((k) => macer(Uint8Array.from(k)));
+  const verifyMacs = keys.map((k) => macerText(Uint8Array.from(k)));
 
   return {
     ttlSeconds,
@@ -217,11 +210,11 @@ export function createImpressionSigner(key: Uint8Array, options: SignerOptions):
       if (shape === null) return MALFORMED;
       const payload = shape[1] as string;
       const tokenId = shape[2] as string;
-      const given = decodeCanonical(tokenId);
       const bytes = decodeCanonical(payload);
-      if (given === null || given.length !== MAC_BYTES || bytes === null) return MALFORMED;
+      if (bytes === null) return MALFORMED;
+      const given = Buffer.from(tokenId, "latin1");
       let valid = false;
-      for (const m of verifyMacs) if (timingSafeEqual(m(payload), given)) valid = true;
+      for (const m of verifyMacs) if (timingSafeEqual(Buffer.from(m(payload), "latin1"), given)) valid = true;
       if (!valid) return BAD_SIGNATURE;
       const claims = parsePayload(bytes);
       if (claims === null) return MALFORMED;

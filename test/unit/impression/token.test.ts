@@ -108,14 +108,14 @@ describe("impression tokens", () => {
     ]) {
       expect(signer.verify(bad, T0)).toEqual({ ok: false, reason: "malformed" });
     }
-    // The MAC's last character carries 2 spare bits: another spelling of the same bytes is refused.
+    // The token id is compared as text: any other last character (even one that decodes to the
+    // same leading bytes) is refused.
     const last = sig[21] as string;
     const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     const twin = alphabet[alphabet.indexOf(last) ^ 1] as string;
-    expect(Buffer.from(sig.slice(0, 21) + twin, "base64url")).toEqual(Buffer.from(sig, "base64url"));
     expect(signer.verify(`${payload}.${sig.slice(0, 21)}${twin}`, T0)).toEqual({
       ok: false,
-      reason: "malformed",
+      reason: "bad_signature",
     });
     // @ts-expect-error: not a string at all
     expect(signer.verify(undefined, T0)).toEqual({ ok: false, reason: "malformed" });
@@ -125,8 +125,12 @@ describe("impression tokens", () => {
     const { createHmac } = await import("node:crypto");
     const sign = (json: string) => {
       const p = Buffer.from(json).toString("base64url");
-      const m = createHmac("sha256", KEY).update("adsrv-impression-v1.").update(p).digest().subarray(0, 16);
-      return `${p}.${m.toString("base64url")}`;
+      const m = createHmac("sha256", KEY)
+        .update("adsrv-impression-v1.")
+        .update(p)
+        .digest("base64url")
+        .slice(0, 22);
+      return `${p}.${m}`;
     };
     expect(signer.verify(sign(JSON.stringify([1, "ad-1", T0, "n"])), T0).ok).toBe(true); // the helper is right
     for (const json of [
