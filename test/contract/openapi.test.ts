@@ -18,7 +18,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { generateKey, sha256Hex } from "../../src/auth/apikey.ts";
 import sample from "../../src/catalog/sample-catalog.json";
-import { makeConfig } from "../../src/config.ts";
+import { type Config, makeConfig } from "../../src/config.ts";
 import { ALLOWED } from "../../src/http/routes.ts";
 import { type RunningServer, startServer } from "../../src/server.ts";
 import { silentLogger } from "../../src/telemetry/log.ts";
@@ -50,34 +50,60 @@ interface Live {
   readonly clock: { now: number };
   /** Milliseconds the clock moves per request (refills rate-limit buckets). */
   readonly step: number;
-  readonly keyed: boolean;
+  /** "open", "keyed" (API keys, rate limit) or "degraded" (no catalog, JWKS unreachable). */
+  readonly name: string;
 }
 
 let open: Live;
 let keyed: Live;
+let degraded: Live;
 let dir = "";
 const validKey = generateKey();
 const strangerKey = generateKey().key;
 /** Impression tokens: live and expired ones from real decisions, plus the document's example. */
 const tokens: string[] = [];
 
-async function start(keysFile: string | null, step: number): Promise<Live> {
+async function start(name: string, overrides: Partial<Config>, step: number): Promise<Live> {
   const clock = { now: NOON };
-  const config = makeConfig({
-    listen: { host: "127.0.0.1", port: 0 },
-    ...(keysFile === null ? {} : { apiKeysFile: keysFile, rateLimit: { rate: 2, burst: 10 } }),
+  const config = makeConfig({ listen: { host: "127.0.0.1", port: 0 }, ...overrides });
+  const server = await startServer(config, {
+    now: () => clock.now,
+    log: silentLogger,
+    initialBackoffMs: 600_000,
   });
-  const server = await startServer(config, { now: () => clock.now, log: silentLogger });
   await server.ready;
-  return { server, clock, step, keyed: keysFile !== null };
+  return { server, clock, step, name };
+}
+
+/** A loopback port nothing listens on (bound, then closed). */
+async function closedPort(): Promise<number> {
+  const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
+  const port = s.port ?? 9;
+  await s.stop(true);
+  return port;
 }
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "adsrv-contract-"));
   const keysFile = join(dir, "keys.toml");
   await writeFile(keysFile, `[[client]]\nname = "contract"\nkey_sha256 = "${sha256Hex(validKey.key)}"\n`);
-  open = await start(null, 0);
-  keyed = await start(keysFile, 200);
+  open = await start("open", {}, 0);
+  keyed = await start("keyed", { apiKeysFile: keysFile, rateLimit: { rate: 2, burst: 10 } }, 200);
+  // No catalog ever loads and no JWT signing key can be fetched: the 503 answers.
+  const nowhere = `http://127.0.0.1:${await closedPort()}`;
+  degraded = await start(
+    "degraded",
+    {
+      catalog: `${nowhere}/ads`,
+      jwt: {
+        jwksUrl: `${nowhere}/jwks`,
+        issuer: "https://issuer.example",
+        audience: ["adsrv"],
+        algorithms: ["RS256"],
+      },
+    },
+    0,
+  );
   // Tokens from real decisions (JSON and VAST), some made 40 days ago: expired by now.
   const harvest = async (path: string) => {
     const text = await (await fetch(`${open.server.url}${path}`)).text();
@@ -100,6 +126,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await open?.server.stop();
   await keyed?.server.stop();
+  await degraded?.server.stop();
   if (dir !== "") await rm(dir, { recursive: true, force: true });
 });
 
@@ -283,7 +310,7 @@ async function send(
 const seen = new Map<string, Set<number>>();
 
 async function exercise(live: Live, op: Operation, runs: number): Promise<void> {
-  const key = `${live.keyed ? "keyed" : "open"} ${op.operationId}`;
+  const key = `${live.name} ${op.operationId}`;
   const statuses = seen.get(key) ?? new Set<number>();
   seen.set(key, statuses);
   await fc.assert(
@@ -325,6 +352,12 @@ describe("live answers fit openapi.json", () => {
     });
   }
 
+  for (const op of operations) {
+    test(`${op.method.toUpperCase()} ${op.path} (${op.operationId}), no catalog and no JWT keys`, async () => {
+      await exercise(degraded, op, 40);
+    });
+  }
+
   test("the generated requests reached the interesting answers", () => {
     const of = (key: string) => [...(seen.get(key) ?? [])].sort();
     expect(of("open requestAd")).toEqual(expect.arrayContaining([200, 400, 404, 405, 414]));
@@ -333,6 +366,9 @@ describe("live answers fit openapi.json", () => {
     expect(of("open getStats")).toEqual(expect.arrayContaining([200, 405]));
     expect(of("keyed requestAd")).toEqual(expect.arrayContaining([200, 401, 429]));
     expect(of("keyed getStats")).toEqual(expect.arrayContaining([200, 401]));
+    expect(of("degraded requestAd")).toEqual(expect.arrayContaining([401, 503]));
+    expect(of("degraded ready")).toContain(503);
+    expect(of("degraded ready")).not.toContain(200);
   });
 });
 
