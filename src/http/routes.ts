@@ -315,7 +315,6 @@ export function makeRoutes(deps: RouteDeps): {
     const search = searchOf(req.url);
     const parsed = parseCached(search);
     if (!parsed.ok) {
-      if (search.includes("api_key=")) return { kind: "answer", response: keyInQuery(rid) };
       const response = problem(
         "invalid-param",
         parsed.error.detail,
@@ -406,7 +405,10 @@ export function makeRoutes(deps: RouteDeps): {
         metrics.shed();
         return overloaded(rid);
       }
-      if (req.url.length > MAX_TARGET + 512 || searchOf(req.url).length > MAX_TARGET) return tooLong(rid);
+      const search = searchOf(req.url);
+      if (req.url.length > MAX_TARGET + 512 || search.length > MAX_TARGET) return tooLong(rid);
+      // A key in the URL leaks into proxies' and browsers' logs: refused before anything else.
+      if (search.includes("api_key=")) return keyInQuery(rid);
       if (hasBody(req)) return bodyOnGet(rid);
       const auth = deps.gate.check(req);
       const outcome =
@@ -537,10 +539,7 @@ export function makeRoutes(deps: RouteDeps): {
     return auth instanceof Promise ? withDeadline(auth.then(afterGate), rid) : afterGate(auth);
   };
 
-  const openapi: Handler = (req) =>
-    new Response(deps.openapi, {
-      headers: { ...jsonHeaders(deps.requestId(req)), "Cache-Control": "no-cache" },
-    });
+  const openapi: Handler = (req) => new Response(deps.openapi, { headers: jsonHeaders(deps.requestId(req)) });
 
   const healthz: Handler = (req) =>
     new Response("ok\n", { headers: { ...TEXT_HEADERS, "X-Request-Id": deps.requestId(req) } });
@@ -567,8 +566,10 @@ export function makeRoutes(deps: RouteDeps): {
     const pathStart = req.url.indexOf("/", req.url.indexOf("//") + 2);
     const path = req.url.slice(pathStart, q < 0 ? undefined : q);
     const allow = ALLOWED[path];
+    // GET or HEAD on a known path reaches here only when the router did not match the raw target
+    // (dot segments such as /./ad_request, which req.url shows normalized): that is not found.
     const res =
-      allow === undefined
+      allow === undefined || req.method === "GET" || req.method === "HEAD"
         ? notFound(rid)
         : problem(
             "method-not-allowed",

@@ -324,7 +324,9 @@ async function exercise(live: Live, op: Operation, runs: number): Promise<void> 
       if (problems.length > 0)
         throw new Error(`${g.method} ${path} ${JSON.stringify(headersFor(g))}\n  ${problems.join("\n  ")}`);
     }),
-    fuzz(runs),
+    // A fixed seed unless one is given: CI sees the same requests every run, so the coverage
+    // check below cannot flake; `ADSRV_FUZZ_SEED` / `ADSRV_FUZZ_RUNS` explore further.
+    { seed: 20_261_129, ...fuzz(runs) },
   );
 }
 
