@@ -80,6 +80,15 @@ export function parseRedisUrl(value: string): string {
   if (!/^(redis|rediss|redis\+unix|valkey|valkeys):\/\//i.test(value)) {
     throw new ConfigError("--redis must be a redis://, rediss:// or redis+unix:// URL");
   }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError("--redis is not a valid URL (check the host, port and password encoding)");
+  }
+  if (/^redis\+unix:/i.test(value) ? url.pathname === "" || url.pathname === "/" : url.hostname === "") {
+    throw new ConfigError("--redis names no host (or, for redis+unix://, no socket path)");
+  }
   return value;
 }
 

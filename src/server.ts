@@ -80,6 +80,22 @@ export function sampleSnapshot(now: number) {
   return buildSnapshot(result.ads, now);
 }
 
+/** Memoizes an async read for `ms` (a failed read is not kept): /stats reads Redis at most once a second. */
+function cachedFor<T>(ms: number, now: () => number, read: () => Promise<T>): () => Promise<T> {
+  let last: { at: number; value: Promise<T> } | null = null;
+  return () => {
+    const t = now();
+    if (last !== null && t - last.at < ms) return last.value;
+    const value = read();
+    const entry = { at: t, value };
+    last = entry;
+    value.catch(() => {
+      if (last === entry) last = null;
+    });
+    return value;
+  };
+}
+
 /** Served and impression counts by country and by ad, for the dashboard's charts. */
 function servedForDashboard(stats: ServedStats, nowMs: number): import("./admin/types.ts").ServedStats {
   const snapshot = stats.snapshot(nowMs);
@@ -107,6 +123,50 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
   const metrics = deps.metrics ?? new Metrics();
   const holder = new CatalogHolder();
   let draining = false;
+
+  // What can fail on bad configuration is read first, before anything is started.
+  const tlsOptions = () => {
+    if (config.tls === null) return undefined;
+    try {
+      return {
+        cert: readFileSync(config.tls.cert, "utf8"),
+        key: readFileSync(config.tls.key, "utf8"),
+        // TLS 1.2 minimum: refuse 1.0 and 1.1 explicitly, whatever the library's default.
+        secureOptions: constants.SSL_OP_NO_TLSv1 | constants.SSL_OP_NO_TLSv1_1,
+      };
+    } catch (error) {
+      throw new ConfigError(
+        `cannot read the TLS certificate or key: ${(error as NodeJS.ErrnoException).code ?? "error"}`,
+      );
+    }
+  };
+
+  const tls = tlsOptions();
+
+  const keys =
+    config.apiKeysFile === null
+      ? null
+      : await KeyStore.open(config.apiKeysFile, {
+          logger: log,
+          ...(deps.keysPollMs ? { pollMs: deps.keysPollMs } : {}),
+        });
+  const jwt =
+    config.jwt === null
+      ? null
+      : createJwtVerifier({
+          jwksUrl: config.jwt.jwksUrl,
+          issuer: config.jwt.issuer,
+          audience: config.jwt.audience,
+          algorithms: config.jwt.algorithms,
+          now,
+          logger: log,
+        });
+  const gate = new Gate(keys, jwt);
+  if (!gate.enabled && !isLoopback(config.listen.host)) {
+    log.warn("serving without authentication on a non-loopback address (--allow-anonymous)", {
+      host: config.listen.host,
+    });
+  }
 
   // Redis, when configured: shared catalog, player history and caps, impressions, stats.
   const conn =
@@ -191,36 +251,12 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     store: players ?? redisPlayerStore(conn as StoreConnection, { timeoutMs: config.storeTimeoutMs }),
     decideNow: players === null ? null : players.decideNow,
     defaultCap: config.frequencyCap,
-    defaultWindowMs: config.frequencyWindowSeconds * 1000,
+    defaultWindowMs: Math.round(config.frequencyWindowSeconds * 1000),
     onStoreError: config.onStoreError,
   };
   // Impression links point at --public-url, or at the bound address once it is known.
   let impressionUrls = createImpressionUrls(config.publicUrl ?? publicBase(config, config.listen.port));
 
-  const keys =
-    config.apiKeysFile === null
-      ? null
-      : await KeyStore.open(config.apiKeysFile, {
-          logger: log,
-          ...(deps.keysPollMs ? { pollMs: deps.keysPollMs } : {}),
-        });
-  const jwt =
-    config.jwt === null
-      ? null
-      : createJwtVerifier({
-          jwksUrl: config.jwt.jwksUrl,
-          issuer: config.jwt.issuer,
-          audience: config.jwt.audience,
-          algorithms: config.jwt.algorithms,
-          now,
-          logger: log,
-        });
-  const gate = new Gate(keys, jwt);
-  if (!gate.enabled && !isLoopback(config.listen.host)) {
-    log.warn("serving without authentication on a non-loopback address (--allow-anonymous)", {
-      host: config.listen.host,
-    });
-  }
   const limiter = config.rateLimit === null ? null : new RateLimiter(config.rateLimit);
   // Failed authentications: 20 per minute per address, then 429.
   const authFailures = gate.enabled ? new RateLimiter({ rate: 20 / 60, burst: 20 }) : null;
@@ -229,22 +265,6 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     authFailures?.sweep(now());
   }, 60_000);
   sweeper.unref();
-  const tlsOptions = () => {
-    if (config.tls === null) return undefined;
-    try {
-      return {
-        cert: readFileSync(config.tls.cert, "utf8"),
-        key: readFileSync(config.tls.key, "utf8"),
-        // TLS 1.2 minimum: refuse 1.0 and 1.1 explicitly, whatever the library's default.
-        secureOptions: constants.SSL_OP_NO_TLSv1 | constants.SSL_OP_NO_TLSv1_1,
-      };
-    } catch (error) {
-      throw new ConfigError(
-        `cannot read the TLS certificate or key: ${(error as NodeJS.ErrnoException).code ?? "error"}`,
-      );
-    }
-  };
-
   const { routes, fallback } = makeRoutes({
     holder,
     now,
@@ -270,7 +290,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
       nonce: nonceSequence(),
     },
     stats,
-    fleetStats: shared === null ? null : () => (shared as FleetStats).read(now()),
+    fleetStats: shared === null ? null : cachedFor(1_000, now, () => (shared as FleetStats).read(now())),
     vast: createVastCache(),
     openapi: JSON.stringify(openapiDocument),
   });
@@ -284,7 +304,6 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
           (error: unknown) => log.error("first catalog load crashed", { error: String(error).slice(0, 200) }),
         );
 
-  const tls = tlsOptions();
   // With TLS, a certificate reload binds a second listener on the same port (SO_REUSEPORT) with
   // the new certificate, then drains the old one: Bun's server.reload() does not swap certificates.
   const listen = (port: number, tlsNow: typeof tls) =>
@@ -305,7 +324,32 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
         return problem("internal", "the server could not answer this request");
       },
     });
-  let server = listen(config.listen.port, tls);
+  let admin: Awaited<ReturnType<typeof startAdminServer>> | null = null;
+  /** Everything started besides the listener, released once (after the drain, or on a failed start). */
+  let released: Promise<void> | null = null;
+  const releaseResources = (): Promise<void> => {
+    released ??= (async () => {
+      sync?.stop();
+      fleet?.stop();
+      if (breakerTimer !== null) clearInterval(breakerTimer);
+      if (shared !== null) {
+        shared.stop();
+        await shared.flush().catch(() => {});
+      }
+      conn?.close();
+      await admin?.stop();
+      gate.stop();
+      clearInterval(sweeper);
+    })();
+    return released;
+  };
+  let server: ReturnType<typeof listen>;
+  try {
+    server = listen(config.listen.port, tls);
+  } catch (error) {
+    await releaseResources();
+    throw error;
+  }
 
   const port = server.port ?? config.listen.port;
   if (config.publicUrl === null) impressionUrls = createImpressionUrls(publicBase(config, port));
@@ -315,7 +359,6 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
 
   // The admin listener never shares the public port. With --workers, only worker 0 runs it (its
   // metrics are that process's). A bind failure degrades observability, not serving.
-  let admin: Awaited<ReturnType<typeof startAdminServer>> | null = null;
   if (config.adminListen !== null && deps.adminEnabled !== false) {
     try {
       admin = startAdminServer({
@@ -359,18 +402,10 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
+      // Readiness off, then drain HTTP while every dependency still works; only then stop the
+      // background work, flush the last counters and close Redis.
       draining = true;
       sync?.stop();
-      fleet?.stop();
-      if (breakerTimer !== null) clearInterval(breakerTimer);
-      if (shared !== null) {
-        shared.stop();
-        await shared.flush().catch(() => {});
-      }
-      conn?.close();
-      await admin?.stop();
-      gate.stop();
-      clearInterval(sweeper);
       const grace = config.shutdownGraceSeconds * 1000;
       let timer: ReturnType<typeof setTimeout> | undefined;
       const graceful = server.stop(false).then(() => "done" as const);
@@ -382,6 +417,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
         await server.stop(true);
       }
       clearTimeout(timer);
+      await releaseResources();
     })();
     return stopping;
   };

@@ -75,6 +75,17 @@ interface ServeOptions {
   publicUrl?: string;
 }
 
+/** A yes/no environment variable: 1, true or yes (any case) is yes; anything else, or unset, is no. */
+function envFlag(name: string): boolean {
+  const value = process.env[name];
+  if (value === undefined || value === "") return false;
+  if (/^(1|true|yes)$/i.test(value)) return true;
+  if (/^(0|false|no)$/i.test(value)) return false;
+  throw new ConfigError(
+    `${name} must be 1/true/yes or 0/false/no, got ${JSON.stringify(value.slice(0, 16))}`,
+  );
+}
+
 /** The impression key: from the file named by --impression-key-file, else ADSRV_IMPRESSION_KEY. */
 function impressionKey(file: string | undefined): string | null {
   if (file !== undefined) {
@@ -112,14 +123,15 @@ export function serveConfig(opts: ServeOptions): Config {
     logFormat: opts.logFormat,
     apiKeysFile: opts.apiKeys ?? null,
     jwt: makeJwtConfig(opts.jwtJwksUrl, opts.jwtIssuer, opts.jwtAudience, opts.jwtAlgorithms),
-    allowAnonymous: opts.allowAnonymous,
+    allowAnonymous: opts.allowAnonymous || envFlag("ADSRV_ALLOW_ANONYMOUS"),
     trustedProxies: opts.trustedProxy,
     rateLimit: rateLimit(opts.rateLimit, opts.rateBurst),
     maxInFlight: opts.maxInFlight,
     requestTimeoutMs: opts.requestTimeout * 1000,
     tls: tls(opts.tlsCert, opts.tlsKey),
     idleTimeoutSeconds: opts.idleTimeout,
-    adminListen: opts.adminListen,
+    // commander turns a parser's null into "": `off` must reach the config as null.
+    adminListen: opts.adminListen || null,
     redis: opts.redis ?? null,
     frequencyCap: opts.frequencyCap,
     frequencyWindowSeconds: opts.frequencyWindow,
@@ -237,9 +249,12 @@ export function serveCommand(): Command {
         .default(["RS256", "ES256"], "RS256,ES256"),
     )
     .addOption(
-      new Option("--allow-anonymous", "serve without authentication on a non-loopback address")
-        .env("ADSRV_ALLOW_ANONYMOUS")
-        .default(false),
+      // No .env(): commander treats any value of a boolean's variable as "on", even "0" or
+      // "false"; ADSRV_ALLOW_ANONYMOUS is read by `envFlag` and only 1/true/yes turn it on.
+      new Option(
+        "--allow-anonymous",
+        "serve without authentication on a non-loopback address (env ADSRV_ALLOW_ANONYMOUS=1)",
+      ).default(false),
     )
     .addOption(
       new Option(

@@ -89,6 +89,28 @@ export function parseAdQuery(search: string): QueryResult {
   return { ok: true, query: { country: c, lang: l, playerId: playerId ?? null } };
 }
 
+const MAYBE_KEY = /api(_|%5f)key/i;
+
+/**
+ * Whether the query names an `api_key` parameter (any case, percent-encoded or not): a key in
+ * a URL leaks into logs. Cheap when it does not (one regex over the string).
+ */
+export function hasApiKeyParam(search: string): boolean {
+  if (!MAYBE_KEY.test(search)) return false;
+  for (const part of search.split("&")) {
+    const eq = part.indexOf("=");
+    const raw = eq < 0 ? part : part.slice(0, eq);
+    let name: string;
+    try {
+      name = decodeURIComponent(raw.replaceAll("+", " "));
+    } catch {
+      name = raw;
+    }
+    if (name.toLowerCase() === "api_key") return true;
+  }
+  return false;
+}
+
 /** The query string of a request URL (after `?`, before `#`), without allocating a URL. */
 export function searchOf(url: string): string {
   const q = url.indexOf("?");

@@ -44,7 +44,7 @@ import { renderNoFill, renderPrepared, VAST_CONTENT_TYPE, type VastCache } from 
 import { hasBody, MAX_TARGET } from "./edge.ts";
 import { SECURITY_HEADERS } from "./headers.ts";
 import { prebuiltProblem, problem } from "./problem.ts";
-import { type AdQuery, parseAdQuery, searchOf } from "./query.ts";
+import { type AdQuery, hasApiKeyParam, parseAdQuery, searchOf } from "./query.ts";
 import { makePolicy, type RateLimiter, type RatePolicy, rateLimitHeaders } from "./ratelimit.ts";
 
 /** Player-aware decisions: the store, the default cap, and what to do when the store fails. */
@@ -106,7 +106,10 @@ export function playerCandidates(
   return ads.map((e) => ({
     id: e.id,
     cap: e.ad.frequency_cap ?? defaults.defaultCap,
-    windowMs: e.ad.frequency_window === undefined ? defaults.defaultWindowMs : e.ad.frequency_window * 1000,
+    windowMs:
+      e.ad.frequency_window === undefined
+        ? defaults.defaultWindowMs
+        : Math.round(e.ad.frequency_window * 1000),
   }));
 }
 
@@ -363,7 +366,6 @@ export function makeRoutes(deps: RouteDeps): {
   ): Outcome | Promise<Outcome> => {
     if (auth.ok) return decide(req, server, rid, auth.principal);
     const ip = deps.clientAddress(req, server.requestIP(req)?.address ?? null);
-    log.warn("authentication failed", { request_id: rid, reason: auth.reason, client: ip });
     metrics.authFailure(authFailureKind(auth.reason));
     if (deps.authFailures !== null) {
       const taken = deps.authFailures.take(`ip:${ip}`, deps.now());
@@ -381,6 +383,8 @@ export function makeRoutes(deps: RouteDeps): {
         return { kind: "answer", response };
       }
     }
+    // Logged only while the address is under its failure budget: a flood does not flood the logs.
+    log.warn("authentication failed", { request_id: rid, reason: auth.reason, client: ip });
     const code = auth.status === 503 ? "auth-unavailable" : "unauthorized";
     return {
       kind: "answer",
@@ -408,7 +412,7 @@ export function makeRoutes(deps: RouteDeps): {
       const search = searchOf(req.url);
       if (req.url.length > MAX_TARGET + 512 || search.length > MAX_TARGET) return tooLong(rid);
       // A key in the URL leaks into proxies' and browsers' logs: refused before anything else.
-      if (search.includes("api_key=")) return keyInQuery(rid);
+      if (hasApiKeyParam(search)) return keyInQuery(rid);
       if (hasBody(req)) return bodyOnGet(rid);
       const auth = deps.gate.check(req);
       const outcome =
@@ -521,12 +525,35 @@ export function makeRoutes(deps: RouteDeps): {
     const respond = (snapshot: StatsSnapshot) =>
       new Response(JSON.stringify(snapshot), { headers: jsonHeaders(rid) });
     const local = () => respond(stats.snapshot(deps.now()));
+    if (server.pendingRequests > deps.maxPending) {
+      metrics.shed();
+      return overloaded(rid);
+    }
     const afterGate = (auth: AuthOutcome): Response | Promise<Response> => {
       if (!auth.ok) {
         const outcome = afterAuth(req, server, rid, auth);
         return outcome instanceof Promise
           ? outcome.then((o) => renderJson(o, rid))
           : renderJson(outcome, rid);
+      }
+      if (deps.limiter !== null) {
+        const taken = deps.limiter.take(
+          limitKey(auth.principal, req, server),
+          deps.now(),
+          policyFor(auth.principal),
+        );
+        if (!taken.ok) {
+          metrics.rateLimited(RateLimit.client);
+          return problem(
+            "rate-limited",
+            "too many requests; slow down",
+            {},
+            {
+              ...rateLimitHeaders(taken),
+              "X-Request-Id": rid,
+            },
+          );
+        }
       }
       if (deps.fleetStats === null) return local();
       return deps.fleetStats().then(respond, (error: unknown) => {

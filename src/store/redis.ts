@@ -287,19 +287,23 @@ class Link {
   private async connect(): Promise<void> {
     if (this.closed || this.connecting || this.client !== null) return;
     this.connecting = true;
-    const client = new RedisClient(this.o.url, {
-      connectionTimeout: this.o.connectTimeoutMs,
-      autoReconnect: false,
-      enableOfflineQueue: false,
-      maxRetries: 0,
-    });
+    let client: RedisClient | null = null;
     let ok = false;
     try {
+      // Constructing can throw too (a URL the client cannot use): that is a failed attempt.
+      client = new RedisClient(this.o.url, {
+        connectionTimeout: this.o.connectTimeoutMs,
+        autoReconnect: false,
+        enableOfflineQueue: false,
+        maxRetries: 0,
+      });
       await withDeadline(client.connect(), this.o.connectTimeoutMs + 50, "connect");
       ok = true;
     } catch (error) {
-      client.onclose = null;
-      client.close();
+      if (client !== null) {
+        client.onclose = null;
+        client.close();
+      }
       if (!this.closed) {
         this.o.log.debug("redis connection attempt failed", {
           store: this.o.name,
@@ -311,7 +315,7 @@ class Link {
     } finally {
       this.connecting = false;
     }
-    if (!ok) {
+    if (!ok || client === null) {
       this.schedule();
       return;
     }

@@ -64,6 +64,30 @@ export function parseStatsHash(hash: Readonly<Record<string, string>>): StatsDel
   return { rows: [...rows.values()] as StatsRow[], no_fill_rows: noFill };
 }
 
+/** Adds two deltas, row by row. */
+export function mergeDeltas(a: StatsDelta, b: StatsDelta): StatsDelta {
+  if (b.rows.length === 0 && b.no_fill_rows.length === 0) return a;
+  if (a.rows.length === 0 && a.no_fill_rows.length === 0) return b;
+  const rows = new Map<string, StatsRow>();
+  for (const r of [...a.rows, ...b.rows]) {
+    const key = [r.ad, r.country, r.lang, r.hour].join(SEP);
+    const had = rows.get(key);
+    rows.set(
+      key,
+      had === undefined
+        ? r
+        : { ...had, served: had.served + r.served, impressions: had.impressions + r.impressions },
+    );
+  }
+  const noFill = new Map<string, NoFillRow>();
+  for (const r of [...a.no_fill_rows, ...b.no_fill_rows]) {
+    const key = [r.country, r.lang, r.reason, r.hour].join(SEP);
+    const had = noFill.get(key);
+    noFill.set(key, had === undefined ? r : { ...had, count: had.count + r.count });
+  }
+  return { rows: [...rows.values()], no_fill_rows: [...noFill.values()] };
+}
+
 export interface FleetStats {
   /** Adds this instance's deltas to the fleet hash (puts them back locally on failure). */
   flush(): Promise<void>;
@@ -81,25 +105,32 @@ export function fleetStats(
     readonly onError: (e: StoreError) => void;
   },
 ): FleetStats {
+  // Deltas not yet in Redis, merged by key (so an outage costs memory bounded by the key count,
+  // not by its length). One flush at a time: a later one waits for the one in flight.
   let pending: StatsDelta = { rows: [], no_fill_rows: [] };
-  const flush = async (): Promise<void> => {
+  let inFlight: Promise<void> | null = null;
+  const once = async (): Promise<void> => {
     const drained = local.drain();
-    const delta: StatsDelta = {
-      rows: [...pending.rows, ...drained.rows],
-      no_fill_rows: [...pending.no_fill_rows, ...drained.no_fill_rows],
-    };
+    const delta = mergeDeltas(pending, drained);
     pending = { rows: [], no_fill_rows: [] };
     const args = fields(delta);
     if (args.length === 0) return;
     try {
       await conn.eval(FLUSH_SCRIPT, [STATS_KEY], [String(STATS_TTL_MS), ...args], { timeoutMs: 1_000 });
     } catch (error) {
-      if (!(error instanceof StoreError)) throw error;
-      options.onError(error);
-      pending = delta; // retried with the next flush; nothing is lost while the process lives
+      // Retried with the next flush; nothing is lost while the process lives.
+      pending = mergeDeltas(delta, pending);
+      if (error instanceof StoreError) options.onError(error);
     }
   };
-  const timer = setInterval(() => void flush(), options.intervalMs ?? 1_000);
+  const flush = (): Promise<void> => {
+    const run = (inFlight ?? Promise.resolve()).then(once);
+    inFlight = run.finally(() => {
+      if (inFlight === run) inFlight = null;
+    });
+    return run;
+  };
+  const timer = setInterval(() => void flush().catch(() => {}), options.intervalMs ?? 1_000);
   timer.unref();
   return {
     flush,

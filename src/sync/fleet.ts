@@ -124,9 +124,11 @@ export class FleetSync {
       keep = fetched.kind !== "failed";
       const applied = await sync.applyFetched(fetched, "source");
       const version = holder.current?.version;
-      // Publish what this instance serves when Redis lacks it: a new document, or a Redis that
-      // lost its data (restarted without persistence) while the source answers 304.
-      if (version === undefined || version === stored) return applied;
+      // Publish a document this tick took from the source, or what this instance serves when
+      // Redis has nothing (it lost its data while the source answers 304). Never otherwise: a
+      // stored version this build could not load must not be replaced by an older one.
+      const fresh = fetched.kind === "valid" && applied.kind !== "failed";
+      if (version === undefined || version === stored || !(fresh || stored === null)) return applied;
       // The canonical validated catalog, never the raw body: what is stored has passed validation.
       const doc = JSON.stringify({ ads: holder.current?.ads ?? [] });
       const published = await store.publish({ token, version, doc, fetchedAt: now() });

@@ -91,7 +91,14 @@ export class CatalogSync {
    */
   async start(): Promise<SyncOutcome> {
     if (this.options.stateDir !== null) await this.loadFromStateDir();
-    const outcome = await this.refresh();
+    let outcome: SyncOutcome;
+    try {
+      outcome = await this.refresh();
+    } catch (error) {
+      // Whatever went wrong, polling must go on: a crash here would freeze the catalog for good.
+      outcome = { kind: "failed", failure: "read", message: `sync error: ${String(error).slice(0, 200)}` };
+      this.report(outcome);
+    }
     this.schedule(outcome);
     return outcome;
   }

@@ -102,6 +102,17 @@ describe("player-aware decisions (in memory)", () => {
     ).toBe("y");
   });
 
+  test("a fractional frequency_window (seconds) works: no error, whole milliseconds", async () => {
+    const h = await start([sampleAd("f", { frequency_cap: 1, frequency_window: 1.0005 }), sampleAd("g")]);
+    const a = await h.get("/ad_request?country=us&lang=eng&player_id=frac");
+    const b = await h.get("/ad_request?country=us&lang=eng&player_id=frac");
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect([((await a.json()) as { id: string }).id, ((await b.json()) as { id: string }).id]).toEqual([
+      "f",
+      "g",
+    ]);
+  });
+
   test("an invalid player_id is a 400 naming it", async () => {
     const h = await start(three);
     const res = await h.get(`/ad_request?country=us&lang=eng&player_id=${"p".repeat(129)}`);
