@@ -8,13 +8,21 @@
  *   cap, and each player's ads rotate least-recently-served first although consecutive requests
  *   land on different instances.
  * Skipped, with the reason printed, when nginx or redis-server is not installed.
+ *
+ * Also: the deployment files describe this topology (no Docker engine or cluster here, so they are
+ * parsed and cross-checked, and nginx.conf goes through `nginx -t`).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT } from "../rig.ts";
 import {
   catalogOf,
   type Fleet,
   hit,
   MISSING,
+  NGINX,
   type Outcome,
   readyVersion,
   startFleet,
@@ -198,4 +206,129 @@ suite("three adsrv instances behind nginx, one Redis", () => {
     // Consecutive requests of a player mostly went to another instance: rotation is fleet-wide.
     expect(crossInstance).toBeGreaterThan(sequential * (perPlayer - 1) * 0.3);
   }, 30_000);
+});
+
+// biome-ignore lint/suspicious/noExplicitAny: parsed YAML documents are checked field by field
+type Doc = any;
+const DEPLOY = join(ROOT, "deploy");
+const yaml = (path: string): Doc => Bun.YAML.parse(readFileSync(path, "utf8"));
+
+describe("the deployment files describe the same fleet", () => {
+  test("docker-compose.yml: three adsrv replicas on one Redis, nginx in front of exactly those three", () => {
+    const compose = yaml(join(DEPLOY, "docker-compose.yml"));
+    const services = compose.services as Record<string, Doc>;
+    const adsrv = Object.keys(services).filter((name) => /^adsrv-\d+$/.test(name));
+    expect(adsrv).toEqual(["adsrv-1", "adsrv-2", "adsrv-3"]);
+    for (const name of adsrv) {
+      const s = services[name];
+      expect(s.build.dockerfile).toBe("Dockerfile");
+      expect(s.environment.ADSRV_REDIS).toBe("redis://redis:6379");
+      expect(s.environment.ADSRV_LISTEN).toBe("0.0.0.0:8080");
+      expect(s.environment.ADSRV_IMPRESSION_KEY).toStartWith("${ADSRV_IMPRESSION_KEY:?");
+      // No adsrv port is published: nginx is the only way in.
+      expect(s.ports).toBeUndefined();
+      for (const key of Object.keys(s.environment)) expect(key).toStartWith("ADSRV_");
+    }
+    expect(services.redis.image).toStartWith("redis:7");
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a compose variable, not a template
+    expect(services.nginx.ports).toEqual(["${ADSRV_PUBLISH:-127.0.0.1:8080}:8080"]);
+    const conf = readFileSync(join(DEPLOY, "nginx", "nginx.conf"), "utf8");
+    const upstream = [...conf.matchAll(/^\s*server (adsrv-\d+):8080 /gm)].map((m) => m[1]);
+    expect(upstream).toEqual(adsrv);
+    expect(conf).toContain("include /etc/nginx/adsrv/retry.conf;");
+    const retry = readFileSync(join(DEPLOY, "nginx", "retry.conf"), "utf8");
+    expect(retry).toContain("proxy_next_upstream error timeout http_502 http_503;");
+    const closed = readFileSync(join(DEPLOY, "nginx", "retry-closed.conf"), "utf8");
+    expect(closed).toContain("proxy_next_upstream error timeout http_502;");
+    const keys = yaml(join(DEPLOY, "docker-compose.keys.yml"));
+    expect(Object.keys(keys.services)).toEqual(adsrv);
+  });
+
+  test.skipIf(NGINX === null)("nginx.conf passes nginx -t (Docker host names replaced by loopback)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "adsrv-nginx-t-"));
+    try {
+      // nginx 1.22 (Debian 12) lacks `resolve` in upstreams (1.27.3+, the compose file runs 1.28).
+      const conf = readFileSync(join(DEPLOY, "nginx", "nginx.conf"), "utf8")
+        .replace(/adsrv-\d+:8080/g, "127.0.0.1:8080")
+        .replace(/ resolve;/g, ";")
+        .replace(/^\s*resolver .*$/m, "")
+        .replaceAll("/etc/nginx/adsrv/", `${join(DEPLOY, "nginx")}/`)
+        .replace("pid /tmp/nginx.pid;", `pid ${dir}/nginx.pid;`)
+        // /dev/stdout and /dev/stderr cannot be opened when they are sockets (as under bun test).
+        .replace(/\/dev\/(stdout|stderr)/g, `${dir}/$1.log`);
+      writeFileSync(join(dir, "nginx.conf"), conf);
+      const t = Bun.spawnSync([
+        NGINX as string,
+        "-t",
+        "-p",
+        dir,
+        "-c",
+        join(dir, "nginx.conf"),
+        "-e",
+        join(dir, "error.log"),
+      ]);
+      expect(t.stderr.toString()).toContain("test is successful");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("deploy/k8s: probes, drain, non-root, autoscaling and disruption budget agree with each other", () => {
+    const dir = join(DEPLOY, "k8s");
+    const docs = new Map(
+      readdirSync(dir)
+        .filter((f) => f.endsWith(".yaml"))
+        .map((f) => [f, yaml(join(dir, f))]),
+    );
+    const kustomization = docs.get("kustomization.yaml");
+    for (const resource of kustomization.resources) expect(docs.has(resource)).toBe(true);
+    expect(kustomization.resources).not.toContain("secret.example.yaml");
+
+    const deployment = docs.get("deployment.yaml");
+    const pod = deployment.spec.template.spec;
+    const labels = deployment.spec.template.metadata.labels;
+    const selects = (selector: Record<string, string>) =>
+      Object.entries(selector).every(([k, v]) => labels[k] === v);
+    expect(selects(deployment.spec.selector.matchLabels)).toBe(true);
+    expect(selects(docs.get("service.yaml").spec.selector)).toBe(true);
+    expect(selects(docs.get("pdb.yaml").spec.selector.matchLabels)).toBe(true);
+
+    const [container] = pod.containers;
+    const ports = container.ports.map((p: Doc) => p.name);
+    expect(container.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "http" });
+    expect(container.livenessProbe.httpGet).toEqual({ path: "/healthz", port: "http" });
+    expect(ports).toContain(docs.get("service.yaml").spec.ports[0].targetPort);
+    expect(container.resources.requests.cpu).toBeDefined();
+    expect(container.resources.limits.memory).toBeDefined();
+
+    const config = docs.get("configmap.yaml").data as Record<string, string>;
+    for (const [key, value] of Object.entries(config)) {
+      expect(key).toStartWith("ADSRV_");
+      expect(typeof value).toBe("string");
+    }
+    const preStop = Number(container.lifecycle.preStop.exec.command[1]);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(
+      preStop + Number(config.ADSRV_SHUTDOWN_GRACE) + 5,
+    );
+
+    expect(pod.securityContext.runAsNonRoot).toBe(true);
+    expect(pod.securityContext.runAsUser).toBe(10001);
+    expect(container.securityContext.allowPrivilegeEscalation).toBe(false);
+    expect(container.securityContext.capabilities.drop).toEqual(["ALL"]);
+    // A read-only root: every path adsrv writes is a volume.
+    expect(container.securityContext.readOnlyRootFilesystem).toBe(true);
+    const mounts = container.volumeMounts.map((m: Doc) => m.mountPath);
+    expect(mounts).toContain(config.ADSRV_STATE_DIR);
+    expect(mounts.some((m: string) => config.ADSRV_API_KEYS?.startsWith(`${m}/`))).toBe(true);
+
+    const secret = docs.get("secret.example.yaml");
+    for (const env of container.env)
+      expect(Object.keys(secret.stringData)).toContain(env.valueFrom.secretKeyRef.key);
+
+    const hpa = docs.get("hpa.yaml");
+    expect(hpa.spec.scaleTargetRef).toMatchObject({ kind: "Deployment", name: deployment.metadata.name });
+    expect(hpa.spec.metrics[0].resource.name).toBe("cpu");
+    expect(hpa.spec.minReplicas).toBe(deployment.spec.replicas);
+    expect(docs.get("pdb.yaml").spec.maxUnavailable).toBe(1);
+  });
 });
