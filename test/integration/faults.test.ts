@@ -132,7 +132,7 @@ suite("faults under load, open mode (default)", () => {
       fleet.service.catalog = catalogOf(ADS, "g");
       fleet.service.mode = "ok";
 
-      const version = await converged(fleet, 70_000, before);
+      const version = await converged(fleet, 20_000, before);
       const tookMs = performance.now() - killedAt;
       console.log(
         `fetcher killed → another instance fetched and the fleet serves ${version} after ${Math.round(tookMs)} ms`,
