@@ -122,7 +122,16 @@ suite("faults under load, open mode (default)", () => {
       fleet.service.mode = "hang";
       const count = fleet.service.requests.count;
       await until(() => fleet.service.requests.count > count, 5_000, "the next fetch", 2);
-      const lock = String(await admin.send("GET", ["adsrv:{cat}:lock"]));
+      let lock = "";
+      await until(
+        async () => {
+          lock = String(await admin.send("GET", ["adsrv:{cat}:lock"]));
+          return fleet.instances.some((i) => lock.includes(`:${i.pid}:`));
+        },
+        2_000,
+        "an instance holding the fetch lock",
+        2,
+      );
       const fetcher = fleet.instances.find((i) => lock.includes(`:${i.pid}:`));
       if (fetcher === undefined) throw new Error(`no instance holds the lock ${lock.slice(0, 80)}`);
       console.log(`fetcher: instance ${fetcher.index} (pid ${fetcher.pid}); lock ${lock.slice(0, 60)}`);
