@@ -296,13 +296,19 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
   });
 
   // The port opens at once; the first load runs beside it (503 `no-catalog` until it lands).
+  // With Redis, give the connection a moment first (it connects in the background): otherwise
+  // every starting instance finds Redis "down" and fetches the source itself.
+  const storeUp = conn === null ? Promise.resolve(true) : conn.waitConnected(1_000);
   const ready: Promise<void> =
     sync === null
       ? Promise.resolve()
-      : sync.start().then(
-          () => {},
-          (error: unknown) => log.error("first catalog load crashed", { error: String(error).slice(0, 200) }),
-        );
+      : storeUp
+          .then(() => (sync as CatalogSync).start())
+          .then(
+            () => {},
+            (error: unknown) =>
+              log.error("first catalog load crashed", { error: String(error).slice(0, 200) }),
+          );
 
   // With TLS, a certificate reload binds a second listener on the same port (SO_REUSEPORT) with
   // the new certificate, then drains the old one: Bun's server.reload() does not swap certificates.
