@@ -4,6 +4,7 @@
  * throws `ConfigError` with a one-line reason.
  * @module
  */
+import { ASYMMETRIC } from "./auth/jwt.ts";
 import { DEFAULT_LIMITS, type FetchLimits } from "./catalog/upstream.ts";
 import { isLoopback, parseCidr } from "./http/edge.ts";
 import type { Level } from "./telemetry/log.ts";
@@ -228,21 +229,9 @@ export function parseTrustedProxy(value: string): string {
 
 /** Comma-separated JWS algorithms; asymmetric only (never `none` or HS*). */
 export function parseAlgorithms(value: string): string[] {
-  const allowed = new Set([
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-    "ES256",
-    "ES384",
-    "ES512",
-    "EdDSA",
-  ]);
   const list = value.split(",").map((a) => a.trim());
   for (const alg of list) {
-    if (!allowed.has(alg))
+    if (!ASYMMETRIC.has(alg))
       throw new ConfigError(`JWT algorithm ${JSON.stringify(alg)} is not an accepted asymmetric algorithm`);
   }
   return list;

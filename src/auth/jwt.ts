@@ -88,8 +88,8 @@ export interface JwtVerifier {
 export const DEFAULT_ALGORITHMS = ["RS256", "ES256"] as const;
 export const JWT_REALM = "adsrv";
 
-/** Asymmetric JWS algorithms jose can verify with a JWKS key. */
-const ASYMMETRIC = new Set([
+/** Asymmetric JWS algorithms jose can verify with a JWKS key (also what the config accepts). */
+export const ASYMMETRIC: ReadonlySet<string> = new Set([
   "RS256",
   "RS384",
   "RS512",
