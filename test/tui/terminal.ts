@@ -34,7 +34,11 @@ export interface Terminal {
   /** Polls the pane until `pred` holds (8 s at most); returns it or fails showing the pane. */
   waitFor(name: string, pred: (text: string) => boolean, what: string): Promise<string>;
   /** Waits for the command to end; its exit code. */
-  exitCode(name: string): Promise<number>;
+  /**
+   * The exit code the wrapper printed. `nudge`: a key to send again every 2 s while waiting (a
+   * keystroke sent while a loaded machine is still setting the pane up can be lost).
+   */
+  exitCode(name: string, nudge?: string): Promise<number>;
   close(): void;
 }
 
@@ -56,12 +60,23 @@ export function startTerminal(): Terminal {
   const keys = (name: string, ...names: string[]): void => {
     tmux("send-keys", "-t", name, ...names);
   };
-  const waitFor = async (name: string, pred: (text: string) => boolean, what: string): Promise<string> => {
-    const deadline = performance.now() + 8_000;
+  const waitFor = async (
+    name: string,
+    pred: (text: string) => boolean,
+    what: string,
+    nudge?: string,
+  ): Promise<string> => {
+    const started = performance.now();
+    const deadline = started + 15_000;
+    let nudged = started;
     for (;;) {
       const text = capture(name);
       if (pred(text)) return text;
       if (performance.now() > deadline) throw new Error(`pane never showed ${what}; it shows:\n${text}`);
+      if (nudge !== undefined && performance.now() - nudged > 2_000) {
+        keys(name, nudge);
+        nudged = performance.now();
+      }
       await Bun.sleep(40);
     }
   };
@@ -94,8 +109,8 @@ export function startTerminal(): Terminal {
     waitFor,
     // The code the wrapper printed: tmux 3.3's #{pane_dead_status} is unreliable here (under
     // load the server sometimes never reaps the pane's shell and leaves no status).
-    async exitCode(name) {
-      const text = await waitFor(name, (t) => /^EXIT=\d+$/m.test(t), "the exit status");
+    async exitCode(name, nudge) {
+      const text = await waitFor(name, (t) => /^EXIT=\d+$/m.test(t), "the exit status", nudge);
       return Number(/^EXIT=(\d+)$/m.exec(text)?.[1]);
     },
     close() {

@@ -35,7 +35,8 @@ function start(
 
 const capture = (name: string) => t().capture(name);
 const pane = (name: string, pred: (text: string) => boolean, what: string) => t().waitFor(name, pred, what);
-const exitStatus = (name: string) => t().exitCode(name);
+/** Waits for the exit status; every test here ends the inspector with `q`, re-sent if it was lost. */
+const exitStatus = (name: string) => t().exitCode(name, "q");
 const keys = (name: string, ...names: string[]) => t().keys(name, ...names);
 
 function lineOf(text: string, id: string): string {
