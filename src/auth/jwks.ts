@@ -16,8 +16,10 @@
  * - `kid` only selects a key of this set; `jku`, `x5u`, `jwk` and `x5c` headers are never looked at.
  * @module
  */
+
 import type { CryptoKey, FlattenedJWSInput, JSONWebKeySet, JWK, JWSHeaderParameters } from "jose";
 import { createLocalJWKSet, errors } from "jose";
+import { type CappedBody, readCapped } from "../catalog/upstream.ts";
 import { type Logger, silentLogger } from "../telemetry/log.ts";
 
 export interface JwksStoreOptions {
@@ -219,34 +221,17 @@ export function createJwksStore(options: JwksStoreOptions): JwksStore {
       await cancel(response);
       return failed("http_status", `JWKS endpoint answered ${response.status}`);
     }
-    const announced = Number(response.headers.get("content-length") ?? Number.NaN);
-    if (announced > maxBytes) {
-      await cancel(response);
-      return failed("too_large", `body of ${announced} bytes is over the ${maxBytes} limit`);
-    }
-    const chunks: Uint8Array[] = [];
-    let received = 0;
+    let body: CappedBody;
     try {
-      const reader = response.body?.getReader();
-      if (reader !== undefined) {
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          received += value.byteLength;
-          if (received > maxBytes) {
-            await reader.cancel().catch(() => {});
-            return failed("too_large", `body is over the ${maxBytes} byte limit`);
-          }
-          chunks.push(value);
-        }
-      }
+      body = await readCapped(response, maxBytes);
     } catch (error) {
       if (combined.aborted) return aborted();
       return failed("connect", `body read failed: ${errorCode(error)}`);
     }
+    if (!body.ok) return failed("too_large", body.message);
     let document: unknown;
     try {
-      document = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(Buffer.concat(chunks)));
+      document = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body.body));
     } catch {
       return failed("malformed", "body is not JSON");
     }

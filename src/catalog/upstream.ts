@@ -154,36 +154,9 @@ async function fetchUrl(
       message: `campaign service answered ${response.status}`,
     };
   }
-  const announced = Number(response.headers.get("content-length") ?? Number.NaN);
-  if (announced > limits.maxBytes) {
-    await response.body?.cancel();
-    return {
-      kind: "failed",
-      failure: "too_large",
-      message: `body of ${announced} bytes is over the ${limits.maxBytes} limit`,
-    };
-  }
-  const chunks: Uint8Array[] = [];
-  let received = 0;
+  let body: CappedBody;
   try {
-    const reader = response.body?.getReader();
-    if (reader !== undefined) {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        received += value.byteLength;
-        if (received > limits.maxBytes) {
-          await reader.cancel();
-          return {
-            kind: "failed",
-            failure: "too_large",
-            message: `body is over the ${limits.maxBytes} byte limit`,
-          };
-        }
-        chunks.push(value);
-        onProgress?.(received, Number.isFinite(announced) ? announced : null);
-      }
-    }
+    body = await readCapped(response, limits.maxBytes, onProgress);
   } catch (error) {
     if (total.aborted) {
       return {
@@ -199,8 +172,47 @@ async function fetchUrl(
   const lastModified = response.headers.get("last-modified");
   if (etag) validators.etag = etag;
   if (lastModified) validators.lastModified = lastModified;
-  const text = new TextDecoder().decode(Buffer.concat(chunks));
-  return { kind: "body", text, validators, bytes: received };
+  if (!body.ok) return { kind: "failed", failure: "too_large", message: body.message };
+  const text = new TextDecoder().decode(body.body);
+  return { kind: "body", text, validators, bytes: body.bytes };
+}
+
+export type CappedBody =
+  | { readonly ok: true; readonly body: Buffer; readonly bytes: number }
+  | { readonly ok: false; readonly message: string };
+
+/**
+ * Reads a response body of at most `maxBytes`: an announced Content-Length over the cap is refused
+ * at once, a longer stream is cut as soon as it passes the cap (memory stays bounded either way).
+ * Read errors (a reset, an abort) are thrown for the caller to classify.
+ */
+export async function readCapped(
+  response: Response,
+  maxBytes: number,
+  onProgress?: Progress,
+): Promise<CappedBody> {
+  const announced = Number(response.headers.get("content-length") ?? Number.NaN);
+  if (announced > maxBytes) {
+    await response.body?.cancel().catch(() => {});
+    return { ok: false, message: `body of ${announced} bytes is over the ${maxBytes} limit` };
+  }
+  const chunks: Uint8Array[] = [];
+  let received = 0;
+  const reader = response.body?.getReader();
+  if (reader !== undefined) {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      received += value.byteLength;
+      if (received > maxBytes) {
+        await reader.cancel().catch(() => {});
+        return { ok: false, message: `body is over the ${maxBytes} byte limit` };
+      }
+      chunks.push(value);
+      onProgress?.(received, Number.isFinite(announced) ? announced : null);
+    }
+  }
+  return { ok: true, body: Buffer.concat(chunks), bytes: received };
 }
 
 function errorCode(error: unknown): string {
