@@ -19,7 +19,7 @@ import { eligible } from "./decision/decide.ts";
 import { clientAddress, isLoopback, requestIds } from "./http/edge.ts";
 import { problem } from "./http/problem.ts";
 import { RateLimiter } from "./http/ratelimit.ts";
-import { makeRoutes, type PlayerDecisions, playerCandidates } from "./http/routes.ts";
+import { makeRoutes, type PlayerDecisions, playerCandidates, storeErrorKind } from "./http/routes.ts";
 import { MemoryLedger } from "./impression/ledger.ts";
 import { createImpressionUrls } from "./impression/record.ts";
 import { createImpressionSigner, nonceSequence } from "./impression/token.ts";
@@ -33,7 +33,7 @@ import { FleetSync } from "./sync/fleet.ts";
 import { CatalogHolder } from "./sync/holder.ts";
 import { CatalogSync, type SyncOutcome } from "./sync/loop.ts";
 import { createLogger, type Logger } from "./telemetry/log.ts";
-import { Breaker, Metrics, StoreError as StoreErrorKind } from "./telemetry/metrics.ts";
+import { Breaker, Metrics } from "./telemetry/metrics.ts";
 import { createVastCache } from "./vast/render.ts";
 
 export interface ServerDeps {
@@ -171,15 +171,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
   // Redis, when configured: shared catalog, player history and caps, impressions, stats.
   const conn =
     config.redis === null ? null : openRedis(config.redis, { log, commandTimeoutMs: config.storeTimeoutMs });
-  const onStoreError = (error: StoreError): void => {
-    metrics.storeError(
-      error.kind === "timeout"
-        ? StoreErrorKind.timeout
-        : error.kind === "reply"
-          ? StoreErrorKind.reply
-          : StoreErrorKind.connection,
-    );
-  };
+  const onStoreError = (error: StoreError): void => metrics.storeError(storeErrorKind(error));
   let breakerTimer: ReturnType<typeof setInterval> | null = null;
   if (conn !== null) {
     const breakerState = {

@@ -6,6 +6,7 @@
  * @module
  */
 import { normalizeCountry, normalizeLang } from "../codes/normalize.ts";
+import { isValidPlayerId } from "../store/players.ts";
 
 export interface AdQuery {
   readonly country: string;
@@ -13,8 +14,6 @@ export interface AdQuery {
   /** Opaque player id (1-128 printable ASCII), or null when not given. */
   readonly playerId: string | null;
 }
-
-const PLAYER_ID = /^[\x21-\x7e]{1,128}$/;
 
 /** A 400: which parameter and what is wrong with it. */
 export interface ParamError {
@@ -83,7 +82,7 @@ export function parseAdQuery(search: string): QueryResult {
   if (c === null) return fail("country", `${shown(country)} is not an ISO 3166-1 alpha-2 country code`);
   const l = normalizeLang(lang);
   if (l === null) return fail("lang", `${shown(lang)} is not an ISO 639 language code or BCP 47 tag`);
-  if (playerId !== undefined && !PLAYER_ID.test(playerId)) {
+  if (playerId !== undefined && !isValidPlayerId(playerId)) {
     return fail("player_id", "player_id must be 1-128 printable ASCII characters (no spaces)");
   }
   return { ok: true, query: { country: c, lang: l, playerId: playerId ?? null } };

@@ -15,7 +15,7 @@
  * @module
  */
 import type { Server } from "bun";
-import type { AuthOutcome, Gate, Principal } from "../auth/gate.ts";
+import type { AuthOutcome, AuthFailure as AuthRefusal, Gate, Principal } from "../auth/gate.ts";
 import type { Entry, Snapshot } from "../catalog/snapshot.ts";
 import { choose, eligible } from "../decision/decide.ts";
 import { utcHour } from "../decision/hours.ts";
@@ -120,7 +120,8 @@ function authFailureKind(reason: string): AuthFailure {
   return AuthFailure.invalid_token;
 }
 
-function storeErrorKind(error: StoreError): StoreErrorKind {
+/** The metric label of a store failure. */
+export function storeErrorKind(error: StoreError): StoreErrorKind {
   switch (error.kind) {
     case "timeout":
       return StoreErrorKind.timeout;
@@ -299,6 +300,7 @@ export function makeRoutes(deps: RouteDeps): {
     server: Server<undefined>,
     rid: string,
     principal: Principal,
+    search: string,
   ): Outcome | Promise<Outcome> => {
     let rateHeaders: Record<string, string> | null = null;
     if (deps.limiter !== null) {
@@ -315,7 +317,6 @@ export function makeRoutes(deps: RouteDeps): {
         return { kind: "answer", response };
       }
     }
-    const search = searchOf(req.url);
     const parsed = parseCached(search);
     if (!parsed.ok) {
       const response = problem(
@@ -358,20 +359,15 @@ export function makeRoutes(deps: RouteDeps): {
     return players.store.decide(query.playerId, candidates, now).then(settle, onError);
   };
 
-  const afterAuth = (
-    req: Request,
-    server: Server<undefined>,
-    rid: string,
-    auth: AuthOutcome,
-  ): Outcome | Promise<Outcome> => {
-    if (auth.ok) return decide(req, server, rid, auth.principal);
+  /** The answer to a failed authentication (401/503, or 429 past the address's failure budget). */
+  const refuse = (req: Request, server: Server<undefined>, rid: string, auth: AuthRefusal): Response => {
     const ip = deps.clientAddress(req, server.requestIP(req)?.address ?? null);
     metrics.authFailure(authFailureKind(auth.reason));
     if (deps.authFailures !== null) {
       const taken = deps.authFailures.take(`ip:${ip}`, deps.now());
       if (!taken.ok) {
         metrics.rateLimited(RateLimit.auth_failures);
-        const response = problem(
+        return problem(
           "rate-limited",
           "too many failed authentications from this address",
           {},
@@ -380,16 +376,12 @@ export function makeRoutes(deps: RouteDeps): {
             "X-Request-Id": rid,
           },
         );
-        return { kind: "answer", response };
       }
     }
     // Logged only while the address is under its failure budget: a flood does not flood the logs.
     log.warn("authentication failed", { request_id: rid, reason: auth.reason, client: ip });
     const code = auth.status === 503 ? "auth-unavailable" : "unauthorized";
-    return {
-      kind: "answer",
-      response: problem(code, auth.detail, {}, { ...auth.headers, "X-Request-Id": rid }),
-    };
+    return problem(code, auth.detail, {}, { ...auth.headers, "X-Request-Id": rid });
   };
 
   const withDeadline = (pending: Promise<Response>, rid: string): Promise<Response> => {
@@ -414,11 +406,12 @@ export function makeRoutes(deps: RouteDeps): {
       // A key in the URL leaks into proxies' and browsers' logs: refused before anything else.
       if (hasApiKeyParam(search)) return keyInQuery(rid);
       if (hasBody(req)) return bodyOnGet(rid);
+      const afterAuth = (auth: AuthOutcome): Outcome | Promise<Outcome> =>
+        auth.ok
+          ? decide(req, server, rid, auth.principal, search)
+          : { kind: "answer", response: refuse(req, server, rid, auth) };
       const auth = deps.gate.check(req);
-      const outcome =
-        auth instanceof Promise
-          ? auth.then((a) => afterAuth(req, server, rid, a))
-          : afterAuth(req, server, rid, auth);
+      const outcome = auth instanceof Promise ? auth.then(afterAuth) : afterAuth(auth);
       if (outcome instanceof Promise)
         return withDeadline(
           outcome.then((o) => render(o, rid)),
@@ -530,12 +523,7 @@ export function makeRoutes(deps: RouteDeps): {
       return overloaded(rid);
     }
     const afterGate = (auth: AuthOutcome): Response | Promise<Response> => {
-      if (!auth.ok) {
-        const outcome = afterAuth(req, server, rid, auth);
-        return outcome instanceof Promise
-          ? outcome.then((o) => renderJson(o, rid))
-          : renderJson(outcome, rid);
-      }
+      if (!auth.ok) return refuse(req, server, rid, auth);
       if (deps.limiter !== null) {
         const taken = deps.limiter.take(
           limitKey(auth.principal, req, server),
