@@ -56,11 +56,6 @@ export class FleetSync {
     this.unsubscribe = null;
   }
 
-  /** Whether this instance is reading the source itself because Redis failed. */
-  get isSolo(): boolean {
-    return this.solo;
-  }
-
   async tick(): Promise<SyncOutcome> {
     const sync = this.bound();
     try {
