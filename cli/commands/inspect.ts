@@ -13,6 +13,7 @@ import { Command } from "commander";
 import { readSource } from "../../src/catalog/upstream.ts";
 import { parseCatalog } from "../../src/catalog/validate.ts";
 import { utcHour } from "../../src/decision/hours.ts";
+import { colorEnabled } from "../output.ts";
 import { type Catalog, catalogFrom } from "../tui/model.ts";
 
 /** Why the inspector cannot run here, or null when stdin and stdout are terminals. */
@@ -71,8 +72,10 @@ Examples:
         process.exitCode = 1;
         return;
       }
-      // https://no-color.org: chalk (under ink) reads FORCE_COLOR, not NO_COLOR, when it loads.
-      if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== "") process.env.FORCE_COLOR = "0";
+      // adsrv's colour rule (a terminal, and NO_COLOR unset: https://no-color.org) decides, not
+      // chalk's own guess under ink, which reads FORCE_COLOR when it loads and turns colour off
+      // whenever CI is set. A FORCE_COLOR the user set is left alone.
+      if (process.env.FORCE_COLOR === undefined) process.env.FORCE_COLOR = colorEnabled() ? "1" : "0";
       // Loaded on demand: other subcommands do not pay for React and ink.
       const [{ render }, { createElement }, { App }] = await Promise.all([
         import("ink"),

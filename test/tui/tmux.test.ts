@@ -109,7 +109,8 @@ describe.skipIf(!HAVE_TMUX)("adsrv inspect in tmux (compiled executable)", () =>
   }
 
   test("colour on a terminal; none with NO_COLOR", async () => {
-    start("colour", { columns: 100, rows: 30 }, ["inspect", FIXTURE, "--hour", "10"]);
+    // CI=true as CI machines set it: chalk alone would turn colour off; adsrv's rule keeps it.
+    start("colour", { columns: 100, rows: 30 }, ["inspect", FIXTURE, "--hour", "10"], { CI: "true" });
     start("plain", { columns: 100, rows: 30 }, ["inspect", FIXTURE, "--hour", "10"], { NO_COLOR: "1" });
     for (const name of ["colour", "plain"])
       await pane(name, (text) => text.includes("q quit"), "the help line");
