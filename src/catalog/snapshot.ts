@@ -15,11 +15,26 @@ export interface Entry {
   readonly ad: Ad;
 }
 
+/**
+ * The ads of one bucket live at one hour, as the decision returns them: built once with the
+ * index, so a decision allocates nothing (an object per call measured +70 % per decision on a
+ * 1M-ad heap, where each young collection costs more).
+ */
+export interface Live {
+  readonly kind: "ads";
+  /** The bucket's rotation counter in `Snapshot.rotation`. */
+  readonly slot: number;
+  /** Non-empty, in catalog order. */
+  readonly ads: readonly Entry[];
+}
+
 /** All the ads of one (country, language), by UTC hour, in catalog order. */
 export interface Bucket {
   /** Position of this bucket's rotation counter in `Snapshot.rotation`. */
   readonly slot: number;
   readonly hours: readonly (readonly Entry[])[];
+  /** By hour: the live ads, or null when none runs then. */
+  readonly live: readonly (Live | null)[];
 }
 
 export interface Snapshot {
@@ -145,7 +160,15 @@ function* indexSteps(ads: readonly Ad[], version: string, loadedAt: number): Gen
           }
         }
       }
-      buckets.set(lang, { slot: slot++, hours });
+      const live = hours.map((list) =>
+        list.length === 0 ? null : { kind: "ads" as const, slot, ads: list },
+      );
+      // Hours that share a list share its Live too.
+      for (let h = 1; h < 24; h++) {
+        const k = hours.indexOf(hours[h] as readonly Entry[]);
+        if (k < h) live[h] = live[k] ?? null;
+      }
+      buckets.set(lang, { slot: slot++, hours, live });
       yield;
     }
     index.set(country, buckets);

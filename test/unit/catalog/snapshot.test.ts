@@ -36,6 +36,17 @@ describe("eligible + choose", () => {
     expect(at(22)).toEqual(["a", "c"]);
   });
 
+  test("a decision allocates nothing: every call returns the object built with the index", () => {
+    for (let h = 0; h < 24; h++) {
+      const first = eligible(snap, "us", "eng", h);
+      expect(eligible(snap, "us", "eng", h)).toBe(first);
+      if (first.kind === "ads") expect(first.ads).toBe(snap.index.get("us")?.get("eng")?.hours[h] as never);
+    }
+    // Hours with the same ads share one answer (here 1 and 2: a, b, c).
+    expect(eligible(snap, "us", "eng", 1)).toBe(eligible(snap, "us", "eng", 2));
+    expect(eligible(snap, "fr", "fra", 3)).toBe(eligible(snap, "fr", "fra", 4)); // no fill: constants too
+  });
+
   test("no ad for the key, and outside hours, are told apart", () => {
     expect(eligible(snap, "us", "fra", 3)).toEqual({ kind: "nofill", reason: "no_ad_for_country_lang" });
     expect(eligible(snap, "de", "deu", 3)).toEqual({ kind: "nofill", reason: "no_ad_for_country_lang" });

@@ -207,4 +207,41 @@ describe("impression tokens", () => {
       { numRuns: 500, seed: 5 },
     );
   });
+
+  test("fast-check: the MAC is RFC 2104 HMAC-SHA256 (node:crypto) for any key length and claims", async () => {
+    const { createHmac } = await import("node:crypto");
+    const field = fc.string({ minLength: 1, maxLength: 128, unit: "binary" }).filter((s) => s.length <= 128);
+    fc.assert(
+      fc.property(
+        // Keys shorter than, equal to and longer than SHA-256's 64-byte block (hashed first).
+        fc.uint8Array({ minLength: 32, maxLength: 200 }),
+        fc.record({
+          adId: field,
+          decidedAtMs: fc.integer({ min: 0, max: 2 ** 45 }),
+          nonce: field,
+          lang: field,
+        }),
+        (key, claims) => {
+          const token = createImpressionSigner(key, { ttlSeconds: 60 }).sign(claims);
+          const [payload, mac] = token.split(".") as [string, string];
+          const expected = createHmac("sha256", key)
+            .update(`adsrv-impression-v1.${payload}`)
+            .digest("base64url")
+            .slice(0, 22);
+          expect(mac).toBe(expected);
+          const json = Buffer.from(payload, "base64url").toString("utf8");
+          expect(JSON.parse(json)).toEqual([
+            1,
+            claims.adId,
+            claims.decidedAtMs,
+            claims.nonce,
+            null,
+            null,
+            claims.lang,
+          ]);
+        },
+      ),
+      { numRuns: 300, seed: 11 },
+    );
+  });
 });
