@@ -11,11 +11,10 @@ import {
   hashPlayerId,
   isValidPlayerId,
   LAST_STAMP_FIELD,
-  lastServedKey,
   memoryPlayerStore,
   type PlayerStore,
+  playerKey,
   redisPlayerStore,
-  windowKey,
 } from "../../../src/store/players.ts";
 import { openRedis, type StoreConnection, StoreError } from "../../../src/store/redis.ts";
 import { silentLogger } from "../../../src/telemetry/log.ts";
@@ -211,24 +210,25 @@ describe("redis store", () => {
         async (rows) => {
           await admin.send("FLUSHALL", []);
           for (const r of rows) {
-            if (r.last !== null)
-              await admin.send("HSET", [lastServedKey(hash), r.id, String(now - 100 + r.last)]);
-            for (const [j, offset] of r.serves.entries()) {
-              await admin.send("ZADD", [windowKey(hash, r.id), String(now - offset), `m${j}`]);
-            }
+            // A serve always records a stamp: serve times come with one (`stamp|t1,t2`).
+            if (r.last === null) continue;
+            const times = r.serves.map((offset) => String(now - offset)).join(",");
+            const value = `${now - 100 + r.last}${times === "" ? "" : `|${times}`}`;
+            await admin.send("HSET", [playerKey(hash), r.id, value]);
           }
           const candidates = rows.map((r) => cand(r.id, r.cap, r.windowMs));
           const history = rows.map((r) => ({
             lastServedMs: r.last === null ? null : now - 100 + r.last,
-            servedInWindow: r.serves.filter((offset) => now - offset > now - r.windowMs).length,
+            servedInWindow:
+              r.last === null ? 0 : r.serves.filter((offset) => now - offset > now - r.windowMs).length,
           }));
           const expected = choosePlayerAd(candidates, history);
           expect(await store.decide("prop-player", candidates, now)).toEqual(expected);
           if (expected.kind === "chosen") {
             const id = rows[expected.index]?.id as string;
-            const stamp = await admin.send("HGET", [lastServedKey(hash), id]);
-            expect(Number(stamp)).toBe(now); // every stored stamp here is older than now
-            expect(await admin.send("HGET", [lastServedKey(hash), LAST_STAMP_FIELD])).toBe(stamp);
+            const stamp = await admin.send("HGET", [playerKey(hash), id]);
+            expect(Number(String(stamp).split("|")[0])).toBe(now); // every stored stamp is older than now
+            expect(await admin.send("HGET", [playerKey(hash), LAST_STAMP_FIELD])).toBe(`${now}`);
           }
         },
       ),
@@ -313,18 +313,19 @@ describe("redis store", () => {
     expect(keys.length).toBeGreaterThan(0);
     const tags = new Set<string>();
     for (const key of keys) {
-      const m = key.match(/^adsrv:\{p:([0-9a-f]{32})\}:(last|w:.+)$/);
+      const m = key.match(/^adsrv:\{p:([0-9a-f]{32})\}$/);
       expect(m).not.toBeNull();
       tags.add(m?.[1] as string);
       const pttl = Number(await admin.send("PTTL", [key]));
       expect(pttl).toBeGreaterThan(0);
-      if (key.endsWith(":last")) expect(pttl).toBeLessThanOrEqual(7 * 24 * HOUR);
-      if (key.endsWith(":w:a")) expect(pttl).toBeLessThanOrEqual(HOUR);
-      if (key.endsWith(":w:c")) expect(pttl).toBeLessThanOrEqual(24 * HOUR);
+      expect(pttl).toBeLessThanOrEqual(7 * 24 * HOUR);
+      // Capped ads keep their latest `cap` serve times; an uncapped ad keeps none.
+      const fields = (await admin.send("HGETALL", [key])) as Record<string, string>;
+      expect(fields.a?.split("|")[1]?.split(",")).toHaveLength(2);
+      expect(fields.b).toMatch(/^\d+$/);
+      expect(fields.c?.split("|")[1]?.split(",").length).toBeGreaterThan(0);
     }
     expect([...tags].sort()).toEqual(players.map((p) => hashPlayerId(p)).sort());
-    // No uncapped ad gets a window set.
-    expect(keys.some((k) => k.endsWith(":w:b"))).toBe(false);
     // Dump every key and value: the clear ids never appear (in any case).
     let dump = keys.join("\n");
     for (const key of keys) {
@@ -340,11 +341,9 @@ describe("redis store", () => {
   test("the last-served hash lives at least as long as the largest window of a capped candidate", async () => {
     const store = redisPlayerStore(conns[0] as StoreConnection, { lastServedTtlMs: 1_000 });
     await store.decide("short", [cand("a")], Date.now());
-    expect(Number(await admin.send("PTTL", [lastServedKey(hashPlayerId("short"))]))).toBeLessThanOrEqual(
-      1_000,
-    );
+    expect(Number(await admin.send("PTTL", [playerKey(hashPlayerId("short"))]))).toBeLessThanOrEqual(1_000);
     await store.decide("long", [cand("a", 0, 9 * HOUR), cand("b", 1, 2 * HOUR)], Date.now());
-    const pttl = Number(await admin.send("PTTL", [lastServedKey(hashPlayerId("long"))]));
+    const pttl = Number(await admin.send("PTTL", [playerKey(hashPlayerId("long"))]));
     expect(pttl).toBeGreaterThan(2 * HOUR - 5_000);
     expect(pttl).toBeLessThanOrEqual(2 * HOUR);
   });
