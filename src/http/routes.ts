@@ -292,7 +292,19 @@ export function makeRoutes(deps: RouteDeps): {
     return { kind: "nofill", reason, version: snapshot.version, rateHeaders };
   };
 
-  const candidatesOf = (ads: readonly Entry[]): PlayerCandidate[] => playerCandidates(ads, players);
+  /**
+   * Candidates per eligible list, made once: the same array for the same ads, so the Redis store
+   * encodes them once too (see `encodeCandidates`). Weak: dropped with the snapshot.
+   */
+  const candidateLists = new WeakMap<readonly Entry[], readonly PlayerCandidate[]>();
+  const candidatesOf = (ads: readonly Entry[]): readonly PlayerCandidate[] => {
+    let list = candidateLists.get(ads);
+    if (list === undefined) {
+      list = Object.freeze(playerCandidates(ads, players));
+      candidateLists.set(ads, list);
+    }
+    return list;
+  };
 
   /** Stages 5-7: rate limit, query, decision. Synchronous unless the player store awaits. */
   const decide = (

@@ -17,6 +17,7 @@
  * @module
  */
 import { timingSafeEqual } from "node:crypto";
+import { HmacSha256 } from "../crypto/hmac.ts";
 
 export interface ImpressionClaims {
   readonly adId: string;
@@ -92,53 +93,14 @@ function checkField(value: string | undefined, name: string, required: boolean):
   }
 }
 
-const BLOCK = 64;
-/** Room for CONTEXT and the longest payload the scratch buffer takes; longer ones allocate. */
-const SCRATCH = 8192;
-
-/**
- * HMAC-SHA256 (RFC 2104) with two one-shot `Bun.SHA256.hash` calls into buffers made once per
- * key: no native hasher object per token. A hasher per token (`CryptoHasher.copy()`) cost a
- * quarter of the decision route's throughput under load, mostly in garbage of native objects.
- * Synchronous and not re-entrant, like everything on the event loop.
- */
-class Mac {
-  /** ipad-key ‖ CONTEXT ‖ payload text (the inner hash's input). */
-  private readonly inner = Buffer.alloc(SCRATCH);
-  /** opad-key ‖ inner digest (the outer hash's input). */
-  private readonly outer = Buffer.alloc(BLOCK + 32);
-  private readonly innerDigest = this.outer.subarray(BLOCK);
-  private readonly digest = Buffer.alloc(32);
-  private readonly start: number;
-
-  constructor(key: Uint8Array) {
-    const k = key.byteLength > BLOCK ? new Uint8Array(Bun.SHA256.hash(key).buffer, 0, 32) : key;
-    for (let i = 0; i < BLOCK; i++) {
-      this.inner[i] = (k[i] ?? 0) ^ 0x36;
-      this.outer[i] = (k[i] ?? 0) ^ 0x5c;
-    }
-    this.start = BLOCK + this.inner.write(CONTEXT, BLOCK, "latin1");
-  }
-
-  /**
-   * The token id: the first 22 base64url characters of the MAC (132 bits) of the payload text
-   * (base64url, so ASCII).
-   */
-  of(payload: string): string {
-    if (this.start + payload.length <= SCRATCH) {
-      const end = this.start + this.inner.write(payload, this.start, "latin1");
-      Bun.SHA256.hash(this.inner.subarray(0, end), this.innerDigest);
-    } else {
-      const input = Buffer.concat([this.inner.subarray(0, this.start), Buffer.from(payload, "latin1")]);
-      Bun.SHA256.hash(input, this.innerDigest);
-    }
-    Bun.SHA256.hash(this.outer, this.digest);
-    return this.digest.toString("base64url", 0, 17).slice(0, MAC_CHARS);
-  }
+/** The token id: the first 22 base64url characters (132 bits) of the MAC of the payload text. */
+function macOf(hmac: HmacSha256, payload: string): string {
+  return hmac.digest(payload).toString("base64url", 0, 17).slice(0, MAC_CHARS);
 }
 
 /** Scratch for the payload's bytes: base64url-encoded from here without a Buffer per token. */
-const payloadScratch = Buffer.alloc(SCRATCH);
+const PAYLOAD_SCRATCH = 8192;
+const payloadScratch = Buffer.alloc(PAYLOAD_SCRATCH);
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the whole ASCII range, control characters included, is the point.
 const ASCII = /^[\x00-\x7f]*$/;
@@ -209,8 +171,8 @@ export function createImpressionSigner(key: Uint8Array, options: SignerOptions):
   if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) throw new RangeError("ttlSeconds must be > 0");
   const ttlMs = Math.round(ttlSeconds * 1000);
   // Private copies: a caller that later zeroes or reuses its buffer does not change ours.
-  const signMac = new Mac(Uint8Array.from(key));
-  const verifyMacs = keys.map((k) => new Mac(Uint8Array.from(k)));
+  const signMac = new HmacSha256(Uint8Array.from(key), CONTEXT);
+  const verifyMacs = keys.map((k) => new HmacSha256(Uint8Array.from(k), CONTEXT));
 
   return {
     ttlSeconds,
@@ -236,10 +198,10 @@ export function createImpressionSigner(key: Uint8Array, options: SignerOptions):
       // The payload JSON is ASCII unless a field is not: latin1 is then the same bytes, faster.
       const json = payloadJson(fields);
       const payload =
-        json.length <= SCRATCH && ASCII.test(json)
+        json.length <= PAYLOAD_SCRATCH && ASCII.test(json)
           ? payloadScratch.toString("base64url", 0, payloadScratch.write(json, 0, "latin1"))
           : Buffer.from(json, "utf8").toString("base64url");
-      return `${payload}.${signMac.of(payload)}`;
+      return `${payload}.${macOf(signMac, payload)}`;
     },
     verify(token, nowMs) {
       if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH) return MALFORMED;
@@ -252,7 +214,7 @@ export function createImpressionSigner(key: Uint8Array, options: SignerOptions):
       const given = Buffer.from(tokenId, "latin1");
       let valid = false;
       for (const m of verifyMacs)
-        if (timingSafeEqual(Buffer.from(m.of(payload), "latin1"), given)) valid = true;
+        if (timingSafeEqual(Buffer.from(macOf(m, payload), "latin1"), given)) valid = true;
       if (!valid) return BAD_SIGNATURE;
       const claims = parsePayload(bytes);
       if (claims === null) return MALFORMED;

@@ -19,6 +19,8 @@
  * fleet), first 16 bytes in hex.
  * @module
  */
+
+import { HmacSha256 } from "../crypto/hmac.ts";
 import {
   CAPPED,
   choosePlayerAd,
@@ -52,12 +54,17 @@ export function isValidPlayerId(s: string): boolean {
 
 /** The stored form of a player id: 32 hex digits of SHA-256 (HMAC-SHA-256 with a pepper). */
 export function hashPlayerId(playerId: string, pepper?: string): string {
-  const hasher =
-    pepper === undefined || pepper === ""
-      ? new Bun.CryptoHasher("sha256")
-      : new Bun.CryptoHasher("sha256", pepper);
-  return hasher.update(playerId).digest("hex").slice(0, 32);
+  if (pepper === undefined || pepper === "") return Bun.SHA256.hash(playerId, "hex").slice(0, 32);
+  let hmac = peppered.get(pepper);
+  if (hmac === undefined) {
+    hmac = new HmacSha256(pepper);
+    if (peppered.size < 4) peppered.set(pepper, hmac);
+  }
+  return hmac.digest(playerId).toString("hex", 0, 16);
 }
+
+/** Keyed hashers by pepper (one per fleet; a few for tests). */
+const peppered = new Map<string, HmacSha256>();
 
 /**
  * The one key of a player: `adsrv:{p:<hash>}`, a hash (the braces are the cluster hash tag).
@@ -198,17 +205,27 @@ export function memoryPlayerStore(options: MemoryPlayerStoreOptions): MemoryPlay
 
 /**
  * Check and record in one step. Same rule as `choosePlayerAd` (src/decision/player.ts).
- * KEYS[1]: the player's hash (see `playerKey`). ARGV: now, the hash's TTL (ms), n, the latest-
- * stamp field, then the n candidate ids, their n caps and their n windows (ms): the ids in one
- * run, so HMGET takes them as they are. Returns the 0-based index chosen, or -1 when every
- * candidate is capped. Three calls (HMGET, HSET, PEXPIRE) whatever the number of candidates, and
- * numbers parsed only where needed: a sorted set per capped ad (two calls per candidate) and
- * `tonumber` on every argument measured 40 µs of Redis time per decision with 20 candidates.
+ * KEYS[1]: the player's hash (see `playerKey`). ARGV (see `encodeCandidates`): now, the hash's
+ * TTL (ms), n, the latest-stamp field, the n candidate ids (in one run, so HMGET takes them as
+ * they are), the candidates' policy codes, the code width, then cap and window (ms) of each
+ * distinct policy. Returns the 0-based index chosen, or -1 when every candidate is capped.
+ * Three calls (HMGET, HSET, PEXPIRE) whatever the number of candidates, and numbers parsed only
+ * where needed: a sorted set per capped ad (two calls per candidate) and `tonumber` on every
+ * argument measured 40 µs of Redis time per decision with 20 candidates, and three arguments
+ * per candidate cost adsrv 7 µs per decision in the client.
  */
 export const DECIDE_SCRIPT = defineScript(`
 local now = tonumber(ARGV[1])
 local n = tonumber(ARGV[3])
 local key = KEYS[1]
+local codes, width = ARGV[5 + n], tonumber(ARGV[6 + n])
+-- Candidate i's policy: 0 when uncapped, else k, whose cap and window are ARGV[5 + n + 2k] and
+-- ARGV[6 + n + 2k]. Codes are \`width\` characters per candidate, base 94 from '!'.
+local function policy(i)
+  local at, k = (i - 1) * width, 0
+  for b = 1, width do k = k * 94 + string.byte(codes, at + b) - 33 end
+  return k
+end
 -- got[1]: the latest stamp; got[1 + i]: candidate i's "stamp" or "stamp|t1,t2,..." (false when
 -- never served). HMGET in slices: unpack() has a stack limit of a few thousand values.
 local got = {}
@@ -219,19 +236,19 @@ end
 local best, bestLast, bestRecent = 0, 0, nil
 for i = 1, n do
   local v = got[1 + i]
-  local cap = ARGV[4 + n + i]
   local open, recent, last = true, nil, nil
   if v then
     local bar = string.find(v, '|', 1, true)
     last = tonumber(bar and string.sub(v, 1, bar - 1) or v)
-    if cap ~= '0' and bar then
+    local k = bar and policy(i) or 0
+    if k > 0 then
       -- Serve times still inside the window (a serve at t counts while t > now - window).
-      local from = now - tonumber(ARGV[4 + 2 * n + i])
+      local from = now - tonumber(ARGV[6 + n + 2 * k])
       recent = {}
       for t in string.gmatch(string.sub(v, bar + 1), '%d+') do
         if tonumber(t) > from then recent[#recent + 1] = t end
       end
-      open = #recent < tonumber(cap)
+      open = #recent < tonumber(ARGV[5 + n + 2 * k])
     end
   end
   if open then
@@ -253,12 +270,12 @@ if prev then
 end
 local s = string.format('%.0f', stamp)
 local value = s
-local cap = ARGV[4 + n + best]
-if cap ~= '0' then
+local k = policy(best)
+if k > 0 then
   -- Only the latest cap serves matter: older ones cannot tip the count.
   local recent = bestRecent or {}
   recent[#recent + 1] = ARGV[1]
-  value = s .. '|' .. table.concat(recent, ',', math.max(1, #recent - tonumber(cap) + 1))
+  value = s .. '|' .. table.concat(recent, ',', math.max(1, #recent - tonumber(ARGV[5 + n + 2 * k]) + 1))
 end
 redis.call('HSET', key, ARGV[4 + best], value, ARGV[4], s)
 redis.call('PEXPIRE', key, ARGV[2])
@@ -293,6 +310,67 @@ end
 return out
 `);
 
+/** The candidates' part of the decision script's arguments. */
+export interface EncodedCandidates {
+  /** The player's hash TTL: the last-served TTL, or the largest window of a capped candidate. */
+  readonly keepMs: string;
+  readonly count: string;
+  /** ids, policy codes, code width, then cap and window of each distinct policy. */
+  readonly tail: readonly string[];
+}
+
+const CODE_BASE = 94;
+const CODE_ZERO = 33; // "!"
+
+/**
+ * Candidates as few arguments: each argument costs the client about 150 ns, so the caps and
+ * windows (usually one or two distinct pairs) go as a policy table plus one code per candidate
+ * (policy 0 = uncapped; base 94 in printable ASCII, as wide as the table needs). Checks the
+ * candidates. Candidates are immutable: the store caches this per candidates array.
+ */
+export function encodeCandidates(
+  candidates: readonly PlayerCandidate[],
+  lastServedTtlMs: number,
+): EncodedCandidates {
+  checkCandidates(candidates);
+  const policies = new Map<string, number>();
+  const table: string[] = [];
+  const ids: string[] = [];
+  const index: number[] = [];
+  let keepMs = lastServedTtlMs;
+  for (const c of candidates) {
+    ids.push(c.id);
+    if (c.cap === 0) {
+      index.push(0);
+      continue;
+    }
+    const key = `${c.cap}:${c.windowMs}`;
+    let k = policies.get(key);
+    if (k === undefined) {
+      k = policies.size + 1;
+      policies.set(key, k);
+      table.push(String(c.cap), String(c.windowMs));
+    }
+    index.push(k);
+    if (c.windowMs > keepMs) keepMs = c.windowMs;
+  }
+  let width = 1;
+  while (CODE_BASE ** width <= policies.size) width++;
+  let codes = "";
+  for (const k of index) {
+    let code = "";
+    for (let b = 0, rest = k; b < width; b++, rest = Math.floor(rest / CODE_BASE)) {
+      code = String.fromCharCode(CODE_ZERO + (rest % CODE_BASE)) + code;
+    }
+    codes += code;
+  }
+  return {
+    keepMs: String(keepMs),
+    count: String(candidates.length),
+    tail: [...ids, codes, String(width), ...table],
+  };
+}
+
 export interface RedisPlayerStoreOptions {
   /** Default 30 days; keep it at least the largest frequency window. */
   readonly lastServedTtlMs?: number;
@@ -306,28 +384,20 @@ export function redisPlayerStore(conn: StoreConnection, options: RedisPlayerStor
   const ttl = options.lastServedTtlMs ?? DEFAULT_LAST_SERVED_TTL_MS;
   if (!Number.isSafeInteger(ttl) || ttl < 1) throw new RangeError("lastServedTtlMs must be ≥ 1 ms");
   const callOptions = options.timeoutMs === undefined ? undefined : { timeoutMs: options.timeoutMs };
+  // The router passes the same candidates array for the same eligible ads (see routes.ts).
+  const encodedOf = new WeakMap<readonly PlayerCandidate[], EncodedCandidates>();
   return {
     async decide(playerId, candidates, nowMs) {
       checkPlayer(playerId);
-      checkCandidates(candidates);
       if (!Number.isSafeInteger(nowMs) || nowMs < 0) throw new RangeError("nowMs must be a whole ms count");
       if (candidates.length === 0) return CAPPED;
       const keys = [playerKey(hashPlayerId(playerId, options.pepper))];
-      const n = candidates.length;
-      const args: string[] = new Array(4 + 3 * n);
-      let keepMs = ttl;
-      for (let i = 0; i < n; i++) {
-        const c = candidates[i] as PlayerCandidate;
-        args[4 + i] = c.id;
-        args[4 + n + i] = String(c.cap);
-        args[4 + 2 * n + i] = String(c.windowMs);
-        if (c.cap > 0 && c.windowMs > keepMs) keepMs = c.windowMs;
+      let encoded = encodedOf.get(candidates);
+      if (encoded === undefined) {
+        encoded = encodeCandidates(candidates, ttl);
+        encodedOf.set(candidates, encoded);
       }
-      args[0] = String(nowMs);
-      // The player's hash outlives every window it may be needed with.
-      args[1] = String(keepMs);
-      args[2] = String(n);
-      args[3] = LAST_STAMP_FIELD;
+      const args = [String(nowMs), encoded.keepMs, encoded.count, LAST_STAMP_FIELD, ...encoded.tail];
       const reply = await conn.eval(DECIDE_SCRIPT, keys, args, callOptions);
       if (reply === -1) return CAPPED;
       if (typeof reply !== "number" || !Number.isInteger(reply) || reply < 0 || reply >= candidates.length) {

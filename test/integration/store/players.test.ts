@@ -8,6 +8,7 @@ import fc from "fast-check";
 import { choosePlayerAd, type PlayerCandidate, type PlayerChoice } from "../../../src/decision/player.ts";
 import {
   DECIDE_SCRIPT,
+  encodeCandidates,
   hashPlayerId,
   isValidPlayerId,
   LAST_STAMP_FIELD,
@@ -87,6 +88,12 @@ describe("isValidPlayerId and hashing", () => {
     );
     expect(hashPlayerId("alice", "pepper")).not.toBe(hashPlayerId("alice"));
     expect(hashPlayerId("alice", "pepper")).toMatch(/^[0-9a-f]{32}$/);
+    // HMAC-SHA-256 keyed by the pepper: the stored form stays what earlier releases wrote.
+    for (const id of ["alice", "bob", "x".repeat(128)]) {
+      expect(hashPlayerId(id, "pepper")).toBe(
+        new Bun.CryptoHasher("sha256", "pepper").update(id).digest("hex").slice(0, 32),
+      );
+    }
   });
 
   test("an invalid player id or candidate is refused before any I/O", async () => {
@@ -234,6 +241,24 @@ describe("redis store", () => {
       ),
       { numRuns: 300, seed: 424_242 },
     );
+  });
+
+  test("many candidates and distinct policies (wider codes, HMGET slices): Redis agrees with memory", async () => {
+    await admin.send("FLUSHALL", []);
+    const mem = memoryPlayerStore({ maxPlayers: 10 });
+    const red = redisPlayerStore(conns[1] as StoreConnection);
+    // 1,200 candidates (two HMGET slices); 200 capped once an hour in distinct windows (> 94
+    // policies: two-character codes), so the second round must skip them.
+    const candidates = Array.from({ length: 1_200 }, (_, i) =>
+      i % 6 === 0 ? cand(`ad-${i}`, 1, HOUR + i) : cand(`ad-${i}`),
+    );
+    expect(encodeCandidates(candidates, HOUR).tail).toContain("2"); // the code width
+    let now = T0;
+    for (let step = 0; step < 1_250; step++) {
+      now += 7;
+      const want = await mem.decide("wide", candidates, now);
+      expect(await red.decide("wide", candidates, now)).toEqual(want);
+    }
   });
 
   test("random decision sequences: Redis and memory stores choose alike at every step", async () => {
