@@ -78,6 +78,9 @@ function optionalPart(ad: Ad): string {
   return `\t${ad.frequency_cap ?? ""}\t${ad.frequency_window ?? ""}\t${ad.duration ?? ""}\t${ad.mime_type ?? ""}\t${ad.width ?? ""}\t${ad.height ?? ""}`;
 }
 
+/** "0" to "24": validated hours as text without a number-to-string conversion per ad. */
+const HOUR_TEXT: readonly string[] = Array.from({ length: 25 }, (_, h) => String(h));
+
 /** Lines hashed per `update` call: fewer native calls, same bytes. */
 const HASH_BATCH = 256;
 
@@ -86,7 +89,7 @@ function* versionSteps(ads: readonly Ad[]): Generator<void, string> {
   let batch = "";
   for (let i = 0; i < ads.length; i++) {
     const ad = ads[i] as Ad;
-    batch += `${ad.id}\t${ad.video_url}\t${ad.country}\t${ad.lang}\t${ad.start_hour}\t${ad.end_hour}${optionalPart(ad)}\n`;
+    batch += `${ad.id}\t${ad.video_url}\t${ad.country}\t${ad.lang}\t${HOUR_TEXT[ad.start_hour]}\t${HOUR_TEXT[ad.end_hour]}${optionalPart(ad)}\n`;
     if (i % HASH_BATCH === HASH_BATCH - 1) {
       hasher.update(batch);
       batch = "";
@@ -137,15 +140,24 @@ function* indexSteps(ads: readonly Ad[], version: string, loadedAt: number): Gen
   for (const [country, byLang] of groups) {
     const buckets = new Map<string, Bucket>();
     for (const [lang, { entries, masks: entryMasks }] of byLang) {
-      // One pass over the entries, appending each to the hours it runs in: catalog order kept.
-      const lists: Entry[][] = [];
-      for (let h = 0; h < 24; h++) lists.push([]);
+      // Each hour's list sized first (from the few distinct masks), then one pass over the
+      // entries writes each into the hours it runs in: catalog order kept, no array growth.
+      const perMask = new Map<number, number>();
+      for (const m of entryMasks) perMask.set(m, (perMask.get(m) ?? 0) + 1);
+      const sizes = new Uint32Array(24);
+      for (const [m, count] of perMask)
+        for (let h = 0; h < 24; h++) if (m & (1 << h)) sizes[h] = (sizes[h] as number) + count;
+      const lists: Entry[][] = Array.from(sizes, (size) => new Array<Entry>(size));
+      const fill = new Uint32Array(24);
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i] as Entry;
         let m = entryMasks[i] as number;
         while (m !== 0) {
           const low = m & -m;
-          (lists[31 - Math.clz32(low)] as Entry[]).push(entry);
+          const h = 31 - Math.clz32(low);
+          const at = fill[h] as number;
+          (lists[h] as Entry[])[at] = entry;
+          fill[h] = at + 1;
           m ^= low;
         }
         if (i % STEP === STEP - 1) yield;
