@@ -277,7 +277,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
       ledger: conn === null ? memoryLedger : redisLedger(conn, memoryLedger, onStoreError),
       urls: {
         url: (token) => impressionUrls.url(token),
-        withImpressionUrl: (body, token) => impressionUrls.withImpressionUrl(body, token),
+        withImpressionUrl: (head, token) => impressionUrls.withImpressionUrl(head, token),
       },
       nonce: nonceSequence(),
     },

@@ -16,7 +16,7 @@
  */
 import type { Server } from "bun";
 import type { AuthOutcome, AuthFailure as AuthRefusal, Gate, Principal } from "../auth/gate.ts";
-import type { Entry, Snapshot } from "../catalog/snapshot.ts";
+import { bodyHead, type Entry, type Snapshot } from "../catalog/snapshot.ts";
 import { choose, eligible } from "../decision/decide.ts";
 import { utcHour } from "../decision/hours.ts";
 import type { PlayerCandidate, PlayerChoice } from "../decision/player.ts";
@@ -450,7 +450,9 @@ export function makeRoutes(deps: RouteDeps): {
       "Adsrv-Catalog-Version": outcome.version,
     };
     if (outcome.rateHeaders !== null) Object.assign(headers, outcome.rateHeaders);
-    return new Response(impressions.urls.withImpressionUrl(outcome.entry.body, outcome.token), { headers });
+    return new Response(impressions.urls.withImpressionUrl(bodyHead(outcome.entry), outcome.token), {
+      headers,
+    });
   };
 
   /** VAST players expect 200 with an Error-only document for no fill, not a 404. */

@@ -19,8 +19,11 @@ import type { ImpressionSigner, VerifiedImpression } from "./token.ts";
 export interface ImpressionUrls {
   /** `<base>/impression?t=<token>`. */
   url(token: string): string;
-  /** A JSON object text (`{...}`) with `"impression_url":"<url>"` added as its last member. */
-  withImpressionUrl(body: string, token: string): string;
+  /**
+   * A JSON object's text from `head` (the object without its closing `}`, e.g. `{"id":"a"`) with
+   * `"impression_url":"<url>"` added as its last member.
+   */
+  withImpressionUrl(head: string, token: string): string;
 }
 
 /**
@@ -48,7 +51,7 @@ export function createImpressionUrls(publicBaseUrl: string): ImpressionUrls {
   const member = `,"impression_url":${JSON.stringify(prefix).slice(0, -1)}`;
   return {
     url: (token) => `${prefix}${token}`,
-    withImpressionUrl: (body, token) => `${body.slice(0, body.lastIndexOf("}"))}${member}${token}"}`,
+    withImpressionUrl: (head, token) => `${head}${member}${token}"}`,
   };
 }
 

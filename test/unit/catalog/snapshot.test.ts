@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { buildSnapshot, catalogVersion } from "../../../src/catalog/snapshot.ts";
+import { adBody, buildSnapshot, catalogVersion, type Entry, entryOf } from "../../../src/catalog/snapshot.ts";
 import type { Ad } from "../../../src/catalog/types.ts";
 import { choose, eligible } from "../../../src/decision/decide.ts";
 import { isAvailable } from "../../../src/decision/hours.ts";
@@ -57,7 +57,20 @@ describe("eligible + choose", () => {
   test("bodies hold exactly id and video_url", () => {
     const e = eligible(snap, "fr", "fra", 9);
     if (e.kind !== "ads") throw new Error("expected ads");
-    expect(JSON.parse(e.ads[0]?.body ?? "")).toEqual({ id: "d", video_url: "https://cdn.example.com/d.mp4" });
+    expect(JSON.parse(adBody(e.ads[0] as Entry))).toEqual({
+      id: "d",
+      video_url: "https://cdn.example.com/d.mp4",
+    });
+  });
+
+  test("property: a body is JSON.stringify({ id, video_url }) byte for byte, escapes included", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "binary", maxLength: 40 }), fc.string({ maxLength: 60 }), (id, tail) => {
+        const a = { ...ad("x", "us", "eng", 0, 0), id, video_url: `https://cdn.example.com/${tail}` };
+        expect(adBody(entryOf(a))).toBe(JSON.stringify({ id, video_url: a.video_url }));
+      }),
+      { numRuns: 500, seed: 3 },
+    );
   });
 
   test("round-robin: k·n ticks serve each of n ads exactly k times, in catalog order", () => {

@@ -16,12 +16,12 @@ function deps() {
 }
 
 describe("impression URLs", () => {
-  test("url and JSON body: the member is appended to a prebuilt body, which stays valid JSON", () => {
+  test("url and JSON body: the member is appended to an object's head, which makes valid JSON", () => {
     const urls = createImpressionUrls("https://ads.example.com/v1/");
     const token = signer.sign({ adId: "a", decidedAtMs: T0, nonce: "n" });
     expect(urls.url(token)).toBe(`https://ads.example.com/v1/impression?t=${token}`);
     const body = JSON.stringify({ id: 'a"\\', video_url: "https://cdn.example.com/a.mp4" });
-    expect(JSON.parse(urls.withImpressionUrl(body, token))).toEqual({
+    expect(JSON.parse(urls.withImpressionUrl(body.slice(0, -1), token))).toEqual({
       id: 'a"\\',
       video_url: "https://cdn.example.com/a.mp4",
       impression_url: `https://ads.example.com/v1/impression?t=${token}`,
@@ -30,7 +30,7 @@ describe("impression URLs", () => {
 
   test("a base with characters JSON must escape is escaped once", () => {
     const urls = createImpressionUrls("http://127.0.0.1:8080/a%22b");
-    expect(JSON.parse(urls.withImpressionUrl('{"id":"x"}', "T.t")).impression_url).toBe(
+    expect(JSON.parse(urls.withImpressionUrl('{"id":"x"', "T.t")).impression_url).toBe(
       "http://127.0.0.1:8080/a%22b/impression?t=T.t",
     );
   });
