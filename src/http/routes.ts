@@ -423,12 +423,15 @@ export function makeRoutes(deps: RouteDeps): {
           ? decide(req, server, rid, auth.principal, search)
           : { kind: "answer", response: refuse(req, server, rid, auth) };
       const auth = deps.gate.check(req);
-      const outcome = auth instanceof Promise ? auth.then(afterAuth) : afterAuth(auth);
-      if (outcome instanceof Promise)
+      if (auth instanceof Promise) {
         return withDeadline(
-          outcome.then((o) => render(o, rid)),
+          auth.then(afterAuth).then((o) => render(o, rid)),
           rid,
         );
+      }
+      const outcome = afterAuth(auth);
+      // Only the player store awaits here, and every store call carries its own deadline.
+      if (outcome instanceof Promise) return outcome.then((o) => render(o, rid));
       return render(outcome, rid);
     };
 
