@@ -212,7 +212,7 @@ export function memoryPlayerStore(options: MemoryPlayerStoreOptions): MemoryPlay
  * Four calls (HLEN, a read, HSET, PEXPIRE) whatever the number of candidates, numbers parsed only
  * where needed: a sorted set per capped ad (two calls per candidate) and `tonumber` on every
  * argument measured 40 µs of Redis time per decision with 20 candidates, and three arguments
- * per candidate cost adsrv 7 µs per decision in the client.
+ * per candidate cost adsrv 3 µs per decision in the client (scripts/bench/redis-client.ts).
  */
 export const DECIDE_SCRIPT = defineScript(`
 local now = tonumber(ARGV[1])
@@ -333,7 +333,7 @@ const CODE_BASE = 94;
 const CODE_ZERO = 33; // "!"
 
 /**
- * Candidates as few arguments: each argument costs the client about 150 ns, so the caps and
+ * Candidates as few arguments: each argument costs the client about 0.1 µs, so the caps and
  * windows (usually one or two distinct pairs) go as a policy table plus one code per candidate
  * (policy 0 = uncapped; base 94 in printable ASCII, as wide as the table needs). Checks the
  * candidates. Candidates are immutable: the store caches this per candidates array.
