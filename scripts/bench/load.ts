@@ -5,6 +5,7 @@
  *   bun scripts/bench/load.ts <catalog.json>   → one JSON line on stdout
  * @module
  */
+import { heapStats } from "bun:jsc";
 import { buildSnapshot } from "../../src/catalog/snapshot.ts";
 import { readSource } from "../../src/catalog/upstream.ts";
 import { parseCatalog } from "../../src/catalog/validate.ts";
@@ -47,5 +48,13 @@ console.log(
     totalMs: t4 - t0,
     peakRss: vm("VmHWM"),
     rss: vm("VmRSS"),
+    ...liveHeap(),
   }),
 );
+
+/** What stays on the JS heap with the snapshot live (after a full collection; outside the timings). */
+function liveHeap(): { heapCells: number; heapBytes: number } {
+  Bun.gc(true);
+  const stats = heapStats();
+  return { heapCells: stats.objectCount, heapBytes: stats.heapSize };
+}
