@@ -509,6 +509,24 @@ export function openRedis(url: string, options: OpenRedisOptions): StoreConnecti
     return error;
   };
 
+  /**
+   * Calls made while the event loop handles one batch of sockets are sent together on the next
+   * turn (`setImmediate`), in order. Bun's client writes the commands it is given in one
+   * synchronous run with one `sendto`; given one per request handler, it wrote one each (seen
+   * with `strace -c`), which cost a player-keyed request about 6 µs of CPU (33 → 27 µs).
+   */
+  let batch: Array<() => void> = [];
+  const sendBatch = (): void => {
+    const due = batch;
+    batch = [];
+    for (const start of due) start();
+  };
+  const inNextBatch = <T>(start: () => Promise<T>): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      if (batch.length === 0) setImmediate(sendBatch);
+      batch.push(() => start().then(resolve, reject));
+    });
+
   const send = async (command: string, args: readonly string[], timeoutMs: number): Promise<unknown> => {
     calls++;
     if (closed) throw counted(new StoreError("unavailable", "store connection closed"));
@@ -519,7 +537,11 @@ export function openRedis(url: string, options: OpenRedisOptions): StoreConnecti
       throw counted(new StoreError("unavailable", "not connected"));
     }
     try {
-      const reply = await withDeadline(client.send(command, args as string[]), timeoutMs, command);
+      const reply = await withDeadline(
+        inNextBatch(() => client.send(command, args as string[])),
+        timeoutMs,
+        command,
+      );
       breaker.success();
       return reply;
     } catch (raw) {
