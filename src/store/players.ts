@@ -243,31 +243,61 @@ elseif size > 0 then
     for j = 1, #part do got[from - 4 + j] = part[j] end
   end
 end
-local best, bestLast, bestRecent = 0, 0, nil
+-- Least recently served first. A never-served candidate is the oldest (the first in catalog
+-- order wins, and none of its serves can count against a cap). Else the served ones by last
+-- stamp, ties in catalog order, the first not capped: usually the oldest, so serve times are
+-- parsed for one candidate, not all of them.
+local lasts, best = {}, 0
 for i = 1, n do
   local v = got[1 + i]
-  local open, recent, last = true, nil, nil
-  if v then
-    local bar = string.find(v, '|', 1, true)
-    last = tonumber(bar and string.sub(v, 1, bar - 1) or v)
-    local k = bar and policy(i) or 0
-    if k > 0 then
-      -- Serve times still inside the window (a serve at t counts while t > now - window).
-      local from = now - tonumber(ARGV[6 + n + 2 * k])
-      recent = {}
-      for t in string.gmatch(string.sub(v, bar + 1), '%d+') do
-        if tonumber(t) > from then recent[#recent + 1] = t end
-      end
-      open = #recent < tonumber(ARGV[5 + n + 2 * k])
+  if not v then
+    best = i
+    break
+  end
+  local bar = string.find(v, '|', 1, true)
+  lasts[i] = tonumber(bar and string.sub(v, 1, bar - 1) or v)
+end
+-- Whether candidate i is under its cap, and its serve times inside the window (nil: uncapped).
+local function check(i)
+  local k = policy(i)
+  if k == 0 then return true, nil end
+  local recent = {}
+  local v = got[1 + i]
+  local bar = v and string.find(v, '|', 1, true)
+  if bar then
+    -- A serve at t counts while t > now - window.
+    local from = now - tonumber(ARGV[6 + n + 2 * k])
+    for t in string.gmatch(string.sub(v, bar + 1), '%d+') do
+      if tonumber(t) > from then recent[#recent + 1] = t end
     end
   end
+  return #recent < tonumber(ARGV[5 + n + 2 * k]), recent
+end
+local bestRecent = nil
+if best > 0 then
+  local _, recent = check(best)
+  bestRecent = recent
+else
+  local oldest = 1
+  for i = 2, n do
+    if lasts[i] < lasts[oldest] then oldest = i end
+  end
+  local open, recent = check(oldest)
   if open then
-    if not last then
-      best, bestRecent = i, recent
-      break
-    end
-    if best == 0 or last < bestLast then
-      best, bestLast, bestRecent = i, last, recent
+    best, bestRecent = oldest, recent
+  else
+    local order = {}
+    for i = 1, n do order[i] = i end
+    table.sort(order, function(a, b)
+      if lasts[a] ~= lasts[b] then return lasts[a] < lasts[b] end
+      return a < b
+    end)
+    for _, i in ipairs(order) do
+      open, recent = check(i)
+      if open then
+        best, bestRecent = i, recent
+        break
+      end
     end
   end
 end
