@@ -74,8 +74,9 @@ Examples:
       }
       // adsrv's colour rule (a terminal, and NO_COLOR unset: https://no-color.org) decides, not
       // chalk's own guess under ink, which reads FORCE_COLOR when it loads and turns colour off
-      // whenever CI is set. A FORCE_COLOR the user set is left alone.
-      if (process.env.FORCE_COLOR === undefined) process.env.FORCE_COLOR = colorEnabled() ? "1" : "0";
+      // whenever CI is set. NO_COLOR wins over a FORCE_COLOR the user set; otherwise theirs stays.
+      if (!colorEnabled()) process.env.FORCE_COLOR = "0";
+      else if (process.env.FORCE_COLOR === undefined) process.env.FORCE_COLOR = "1";
       // Loaded on demand: other subcommands do not pay for React and ink.
       const [{ render }, { createElement }, { App }] = await Promise.all([
         import("ink"),

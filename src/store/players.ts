@@ -209,8 +209,9 @@ export function memoryPlayerStore(options: MemoryPlayerStoreOptions): MemoryPlay
  * TTL (ms), n, the latest-stamp field, the n candidate ids (in one run, so HMGET takes them as
  * they are), the candidates' policy codes, the code width, then cap and window (ms) of each
  * distinct policy. Returns the 0-based index chosen, or -1 when every candidate is capped.
- * Four calls (HLEN, a read, HSET, PEXPIRE) whatever the number of candidates, numbers parsed only
- * where needed: a sorted set per capped ad (two calls per candidate) and `tonumber` on every
+ * At most five calls whatever the number of candidates (HLEN; HGETALL or HMGET unless the player
+ * is new, HMGET in slices past 999 candidates; HSET; PTTL; PEXPIRE when the expiry must grow),
+ * numbers parsed only where needed: a sorted set per capped ad (two calls per candidate) and `tonumber` on every
  * argument measured 40 µs of Redis time per decision with 20 candidates, and three arguments
  * per candidate cost adsrv 3 µs per decision in the client (scripts/bench/redis-client.ts).
  */
@@ -316,9 +317,16 @@ if k > 0 then
   local recent = bestRecent or {}
   recent[#recent + 1] = ARGV[1]
   value = s .. '|' .. table.concat(recent, ',', math.max(1, #recent - tonumber(ARGV[5 + n + 2 * k]) + 1))
+else
+  -- Uncapped now: serve times recorded while it was capped stay, should its cap come back.
+  local old = got[1 + best]
+  local bar = old and string.find(old, '|', 1, true)
+  if bar then value = s .. string.sub(old, bar) end
 end
 redis.call('HSET', key, ARGV[4 + best], value, ARGV[4], s)
-redis.call('PEXPIRE', key, ARGV[2])
+-- The expiry only grows: a decision without a long-window ad must not cut short the history
+-- another list's long window still needs.
+if redis.call('PTTL', key) < tonumber(ARGV[2]) then redis.call('PEXPIRE', key, ARGV[2]) end
 return best - 1
 `);
 

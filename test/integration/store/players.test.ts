@@ -243,6 +243,30 @@ describe("redis store", () => {
     );
   });
 
+  test("the expiry only grows: a list without the long-window ad does not cut the history short", async () => {
+    await admin.send("FLUSHALL", []);
+    const store = redisPlayerStore(conns[0] as StoreConnection, { lastServedTtlMs: 1_000 });
+    const now = Date.now();
+    expect(await store.decide("long", [cand("a", 1, 9 * HOUR)], now)).toEqual({ kind: "chosen", index: 0 });
+    expect(await store.decide("long", [cand("b")], now + 1)).toEqual({ kind: "chosen", index: 0 });
+    const pttl = Number(await admin.send("PTTL", [playerKey(hashPlayerId("long"))]));
+    expect(pttl).toBeGreaterThan(9 * HOUR - 60_000);
+    // And so a is still capped within its window.
+    expect(await store.decide("long", [cand("a", 1, 9 * HOUR)], now + 2)).toEqual({ kind: "capped" });
+  });
+
+  test("an ad capped, then uncapped, then capped again keeps its serve times (as in memory)", async () => {
+    await admin.send("FLUSHALL", []);
+    const mem = memoryPlayerStore({ maxPlayers: 10 });
+    const red = redisPlayerStore(conns[0] as StoreConnection);
+    const steps = [cand("a", 1, HOUR), cand("a"), cand("a", 1, HOUR)];
+    for (const [i, c] of steps.entries()) {
+      const want = await mem.decide("flip", [c], T0 + i);
+      expect(await red.decide("flip", [c], T0 + i)).toEqual(want);
+    }
+    expect(await red.decide("flip", [cand("a", 1, HOUR)], T0 + 10)).toEqual({ kind: "capped" });
+  });
+
   test("many candidates and distinct policies (wider codes, HMGET slices): Redis agrees with memory", async () => {
     await admin.send("FLUSHALL", []);
     const mem = memoryPlayerStore({ maxPlayers: 10 });

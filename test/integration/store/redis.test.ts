@@ -157,6 +157,17 @@ describe("openRedis", () => {
     expect(conn.stats().errors).toEqual({ timeout: 0, unavailable: 0, breaker_open: 0, reply: 5 });
   });
 
+  test("calls of one turn go out together; one the client refuses fails alone, the others answer", async () => {
+    const conn = connect();
+    expect(await conn.waitConnected(2_000)).toBe(true);
+    // Bun's client throws synchronously on a non-string argument.
+    const bad = conn.call("SET", ["adsrv:test:bad", undefined as unknown as string]);
+    const good = Array.from({ length: 20 }, (_, i) => conn.call("ECHO", [`m${i}`]));
+    await expect(bad).rejects.toMatchObject({ kind: "reply" });
+    expect(await Promise.all(good)).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`));
+    expect(conn.stats().errors.timeout).toBe(0);
+  });
+
   test("EVALSHA falls back to EVAL after the script cache is flushed, without counting an error", async () => {
     const conn = connect();
     await conn.waitConnected(2_000);
