@@ -80,9 +80,10 @@ async function readFile(
         message: `file is ${info.size} bytes, over the ${limits.maxBytes} limit`,
       };
     }
-    // Bun.file().text() decodes off the event loop: 1M ads (144 MiB) in ~35 ms with loop gaps
-    // under 10 ms, where readFile() + toString("utf8") blocked the loop for 100-140 ms. Like the
-    // URL path's TextDecoder, it drops a leading byte order mark.
+    // Bun.file().text() decodes off the event loop: for 1M ads (144 MiB) the loop's longest gap
+    // during the read is 7-10 ms, against 88-110 ms with readFile() + toString("utf8")
+    // (`readLoopGapMs` of scripts/bench/load.ts). Like the URL path's TextDecoder, it drops a
+    // leading byte order mark.
     const text = await Bun.file(path).text();
     // The file may have grown since stat (written in place): characters never outnumber bytes.
     if (text.length > limits.maxBytes) {
