@@ -10,6 +10,9 @@ import { join } from "node:path";
 
 export const HAVE_TMUX = Bun.which("tmux") !== null;
 
+/** Variables removed from a command's environment unless the test sets them. */
+const CLEARED = ["NO_COLOR", "FORCE_COLOR", "CI", "TERM_PROGRAM", "COLORTERM"];
+
 /** Single-quotes a word for sh. */
 export function shellQuote(text: string): string {
   return `'${text.replaceAll("'", `'\\''`)}'`;
@@ -84,7 +87,14 @@ export function startTerminal(): Terminal {
   return {
     start(name, size, argv, options = {}) {
       const env = Object.entries(options.env ?? {}).map(([key, value]) => `${key}=${shellQuote(value)}`);
-      const command = [...(env.length > 0 ? ["env", ...env] : []), ...argv.map(shellQuote)].join(" ");
+      // Hermetic: colour and CI settings of the machine running the tests do not leak in (a CI
+      // runner sets CI, some set NO_COLOR); a test that wants them passes them in `env`.
+      const command = [
+        "env",
+        ...CLEARED.flatMap((name) => ["-u", name]),
+        ...env,
+        ...argv.map(shellQuote),
+      ].join(" ");
       const redirect = options.stdoutFile === undefined ? "" : ` > ${shellQuote(options.stdoutFile)}`;
       // `read` first: tmux is still setting a new pane up when its command starts, and output
       // written in those first moments can vanish. Once tmux has handled the Enter sent below,
