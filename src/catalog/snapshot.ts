@@ -1,6 +1,7 @@
 /**
- * The serving snapshot: the validated ads indexed by (country, language, hour), each ad's
- * response body prebuilt. Built off to the side and swapped in whole (see sync/holder.ts).
+ * The serving snapshot: the validated ads indexed by (country, language, hour), with the answer
+ * of every (country, language, hour) built once. Built off to the side and swapped in whole
+ * (see sync/holder.ts).
  * @module
  */
 import { hourMask } from "../decision/hours.ts";

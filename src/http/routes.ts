@@ -9,7 +9,7 @@
  *   5. rate limit      token bucket per client (key name, JWT subject, or IP) → 429
  *   6. parse query     strict → 400 naming the parameter
  *   7. decide          snapshot read once → eligible → round-robin, or the player store when a
- *                      player_id is given → impression token → prebuilt body (+ impression URL)
+ *                      player_id is given → impression token → body (+ impression URL)
  * Only the JWT branch of stage 4 and a Redis player store await; the rest is synchronous.
  * `/impression` verifies a signed token and counts it once; `/stats` reports served counts.
  * @module

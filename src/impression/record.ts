@@ -3,7 +3,7 @@
  * layer wires (issue 7).
  *
  * - `createImpressionUrls(publicBaseUrl)`: the URL a decision carries, and the JSON decision
- *   body with `impression_url` appended to a prebuilt ad body without re-serializing it (the
+ *   body with `impression_url` appended to the ad's body head without re-serializing it (the
  *   token is base64url and the base is escaped once).
  * - `tokenFromSearch(search)`: the `t` parameter of a query string, strictly.
  * - `recordImpression(deps, token, nowMs)`: verify → ledger (once only) → stats; the outcome
