@@ -590,15 +590,16 @@ export function openRedis(url: string, options: OpenRedisOptions): StoreConnecti
   const send = (command: string, args: readonly string[], timeoutMs: number): Promise<unknown> => {
     calls++;
     if (closed) return Promise.reject(counted(new StoreError("unavailable", "store connection closed")));
-    if (!breaker.acquire())
-      return Promise.reject(counted(new StoreError("breaker_open", "circuit breaker open")));
     // Bun's client throws on a non-string argument, and a throw in the middle of a batch leaves
-    // the calls after it unsent (seen in a test): such a call never reaches the batch.
+    // the calls after it unsent (seen in a test): such a call never reaches the batch. Checked
+    // before the breaker, so it never takes a half-open breaker's one trial call.
     for (const arg of args) {
       if (typeof arg !== "string") {
         return Promise.reject(counted(new StoreError("reply", `${command}: arguments must be strings`)));
       }
     }
+    if (!breaker.acquire())
+      return Promise.reject(counted(new StoreError("breaker_open", "circuit breaker open")));
     const client = commands.client;
     if (client === null || !client.connected) {
       breaker.failure();

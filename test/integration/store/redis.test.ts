@@ -246,6 +246,10 @@ describe("openRedis", () => {
     } finally {
       redis.resume();
     }
+    // A call refused for its arguments does not take the half-open breaker's one trial.
+    const badArgs = await timed(() => conn.call("SET", ["adsrv:test:k", 1 as unknown as string]));
+    expect(kindOf(badArgs.error)).toBe("reply");
+    expect(conn.state()).toBe("half_open");
     // Half-open: one trial goes through, a concurrent call is refused.
     const [trial, other] = await Promise.allSettled([
       conn.call("PING", [], { timeoutMs: 1_000 }),
@@ -256,7 +260,7 @@ describe("openRedis", () => {
     expect(conn.state()).toBe("closed");
     expect(await conn.call("PING")).toBe("PONG");
     const stats = conn.stats();
-    expect(stats.errors).toEqual({ timeout: 4, unavailable: 0, breaker_open: 2, reply: 0 });
+    expect(stats.errors).toEqual({ timeout: 4, unavailable: 0, breaker_open: 2, reply: 1 });
     expect(stats.breakerOpened).toBe(1);
     expect(lines.filter((l) => l.includes("circuit breaker open"))).toHaveLength(1); // not per failed trial
     expect(lines.some((l) => l.includes("circuit breaker closed"))).toBe(true);
