@@ -340,7 +340,7 @@ describe.skipIf(!HAVE_TMUX)("adsrv token on a terminal", () => {
       term.keys("t", "-l", PASSWORD);
       term.keys("t", "Enter");
       expect(await term.exitCode("t")).toBe(0);
-      const pane = term.capture("t");
+      const pane = await term.waitFor("t", (text) => text.includes("EXIT=0"), "the wrapper's exit line");
       expect(pane).not.toContain(PASSWORD);
       expect(pane).toContain("TTY_RESTORED");
       const token = readFileSync(out, "utf8").trim();

@@ -4,7 +4,7 @@
  * Every server has its own socket name (`adsrv-test-<random>`); `close()` kills it.
  * @module
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -99,7 +99,11 @@ export function startTerminal(): Terminal {
       // `read` first: tmux is still setting a new pane up when its command starts, and output
       // written in those first moments can vanish. Once tmux has handled the Enter sent below,
       // the pane is ready.
-      const script = `read ready; before=$(stty -g); ${command}${redirect}; code=$?; [ "$(stty -g)" = "$before" ] && echo TTY_RESTORED; echo "EXIT=$code"`;
+      // The exit code also goes to a file: the pane's text is what the tests check, but once in
+      // a full-suite run the wrapper's lines never showed on a dead pane (blank, "Pane is dead
+      // (status 0)"), so waiting for the exit does not depend on them.
+      const statusFile = join(dir, `${name}.exit`);
+      const script = `read ready; before=$(stty -g); ${command}${redirect}; code=$?; [ "$(stty -g)" = "$before" ] && echo TTY_RESTORED; echo "EXIT=$code"; echo "$code" > ${shellQuote(statusFile)}`;
       const result = tmux(
         "new-session",
         "-d",
@@ -117,11 +121,24 @@ export function startTerminal(): Terminal {
     keys,
     capture,
     waitFor,
-    // The code the wrapper printed: tmux 3.3's #{pane_dead_status} is unreliable here (under
-    // load the server sometimes never reaps the pane's shell and leaves no status).
+    // The code the wrapper wrote to its file: tmux 3.3's #{pane_dead_status} is unreliable here
+    // (under load the server sometimes never reaps the pane's shell and leaves no status).
     async exitCode(name, nudge) {
-      const text = await waitFor(name, (t) => /^EXIT=\d+$/m.test(t), "the exit status", nudge);
-      return Number(/^EXIT=(\d+)$/m.exec(text)?.[1]);
+      const statusFile = join(dir, `${name}.exit`);
+      const started = performance.now();
+      let nudged = started;
+      for (;;) {
+        const written = existsSync(statusFile) ? readFileSync(statusFile, "utf8") : "";
+        if (/^\d+\n$/.test(written)) return Number(written);
+        if (performance.now() - started > 15_000) {
+          throw new Error(`no exit status for ${name}; the pane shows:\n${capture(name)}`);
+        }
+        if (nudge !== undefined && performance.now() - nudged > 2_000) {
+          keys(name, nudge);
+          nudged = performance.now();
+        }
+        await Bun.sleep(40);
+      }
     },
     close() {
       tmux("kill-server");
