@@ -91,20 +91,33 @@ function mixedUrl(fleet: Fleet, run: string) {
       : `${fleet.lb.url}/ad_request?country=us&lang=eng&player_id=load-${run}-${(slot * 7919 + n) % 20_000}`;
 }
 
+/**
+ * A fleet on a catalog tagged `tag`, converged on one version, and warm: every instance has
+ * decided with the shared history (scripts loaded, breakers closed).
+ */
+async function startWarmFleet(tag: string, args: readonly string[]): Promise<Fleet> {
+  const fleet = await startFleet({
+    refresh: REFRESH_S,
+    cap: CAP,
+    catalog: catalogOf(ADS, tag),
+    args: ["--store-timeout", String(STORE_TIMEOUT_MS), ...args],
+  });
+  try {
+    await converged(fleet, 10_000);
+    await until(() => historyIsShared(fleet, "warm"), 10_000, "player history shared", 50);
+  } catch (error) {
+    await fleet.stop(); // the caller never gets it to stop
+    throw error;
+  }
+  return fleet;
+}
+
 suite("faults under load, open mode (default)", () => {
   let fleet: Fleet;
   const run = Date.now().toString(36);
 
   beforeAll(async () => {
-    fleet = await startFleet({
-      refresh: REFRESH_S,
-      cap: CAP,
-      catalog: catalogOf(ADS, "f"),
-      args: ["--store-timeout", String(STORE_TIMEOUT_MS), "--fetch-timeout", "5"],
-    });
-    await converged(fleet, 10_000);
-    // Warm: every instance has decided with the shared history (scripts loaded, breakers closed).
-    await until(() => historyIsShared(fleet, "warm"), 10_000, "player history shared", 50);
+    fleet = await startWarmFleet("f", ["--fetch-timeout", "5"]);
   }, 30_000);
 
   afterAll(async () => {
@@ -290,15 +303,7 @@ suite("faults under load, closed mode", () => {
   const run = Date.now().toString(36);
 
   beforeAll(async () => {
-    fleet = await startFleet({
-      refresh: REFRESH_S,
-      cap: CAP,
-      catalog: catalogOf(ADS, "z"),
-      args: ["--store-timeout", String(STORE_TIMEOUT_MS), "--on-store-error", "closed"],
-    });
-    await converged(fleet, 10_000);
-    // Warm: every instance has decided with the shared history (scripts loaded, breakers closed).
-    await until(() => historyIsShared(fleet, "warm"), 10_000, "player history shared", 50);
+    fleet = await startWarmFleet("z", ["--on-store-error", "closed"]);
   }, 30_000);
 
   afterAll(async () => {
