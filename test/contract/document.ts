@@ -23,7 +23,8 @@ export function isObj(value: Json | undefined): value is Obj {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function resolve(pointer: string): Json | undefined {
+/** The node a JSON pointer (`#/…`) names in the document, or undefined. */
+export function resolve(pointer: string): Json | undefined {
   let node: Json | undefined = doc;
   for (const raw of pointer.replace(/^#\//, "").split("/")) {
     const key = raw.replaceAll("~1", "/").replaceAll("~0", "~");

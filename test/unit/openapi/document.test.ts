@@ -6,21 +6,23 @@
  * is separate.
  */
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import Ajv2020, { type ValidateFunction } from "ajv/dist/2020.js";
-import addFormats from "ajv-formats";
+import type { ValidateFunction } from "ajv/dist/2020.js";
 import { PROBLEMS, type ProblemCode, problemBody, problemType } from "../../../src/http/problem.ts";
 import { ALLOWED } from "../../../src/http/routes.ts";
 import { createImpressionSigner } from "../../../src/impression/token.ts";
 import { ServedStats } from "../../../src/stats/served.ts";
 import { renderNoFill, renderVast } from "../../../src/vast/render.ts";
+import {
+  compile,
+  deref,
+  doc,
+  isObj,
+  type Json,
+  METHODS,
+  type Obj,
+  resolve,
+} from "../../contract/document.ts";
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type Obj = { [key: string]: Json };
-
-const DOC_PATH = join(import.meta.dir, "../../..", "openapi.json");
-const doc = JSON.parse(readFileSync(DOC_PATH, "utf8")) as Obj;
 const components = doc.components as Obj;
 const schemas = components.schemas as Obj;
 
@@ -36,13 +38,6 @@ const SAMPLE_EXTRA: Readonly<Record<string, Record<string, string>>> = {
   "no-fill": { reason: "outside_hours" },
 };
 
-const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
-const SCHEMA_PREFIX = "urn:adsrv:openapi:schemas:";
-
-function isObj(value: Json | undefined): value is Obj {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 /** Every value under `node` with its JSON pointer. */
 function* walk(node: Json, pointer = ""): Generator<[string, Json]> {
   yield [pointer, node];
@@ -53,48 +48,10 @@ function* walk(node: Json, pointer = ""): Generator<[string, Json]> {
       yield* walk(v, `${pointer}/${k.replaceAll("~", "~0").replaceAll("/", "~1")}`);
 }
 
-function resolve(pointer: string): Json | undefined {
-  let node: Json | undefined = doc;
-  for (const raw of pointer.replace(/^#\//, "").split("/")) {
-    const key = raw.replaceAll("~1", "/").replaceAll("~0", "~");
-    node = isObj(node) ? node[key] : Array.isArray(node) ? node[Number(key)] : undefined;
-  }
-  return node;
-}
-
-/** Follows a `$ref` (OpenAPI components are referenced the same way everywhere). */
-function deref(node: Json | undefined): Json | undefined {
-  let current = node;
-  for (let hops = 0; isObj(current) && typeof current.$ref === "string"; hops++) {
-    if (hops > 10) throw new Error("reference loop");
-    current = resolve(current.$ref);
-  }
-  return current;
-}
-
-/** A copy whose schema references point at the ids ajv knows the component schemas by. */
-function forAjv(node: Json): Json {
-  if (Array.isArray(node)) return node.map(forAjv);
-  if (!isObj(node)) return node;
-  const out: Obj = {};
-  for (const [k, v] of Object.entries(node)) {
-    out[k] =
-      k === "$ref" && typeof v === "string" && v.startsWith("#/components/schemas/")
-        ? `${SCHEMA_PREFIX}${v.slice("#/components/schemas/".length)}`
-        : forAjv(v);
-  }
-  return out;
-}
-
-const ajv = new Ajv2020({ strict: true, allErrors: true, allowUnionTypes: true });
-addFormats(ajv);
-for (const [name, schema] of Object.entries(schemas)) {
-  ajv.addSchema(forAjv(schema) as object, `${SCHEMA_PREFIX}${name}`);
-}
+/** The validator of a component schema (`components.schemas[name]`). */
 function validatorFor(name: string): ValidateFunction {
-  const v = ajv.getSchema(`${SCHEMA_PREFIX}${name}`);
-  if (v === undefined) throw new Error(`no schema ${name}`);
-  return v;
+  if (!isObj(schemas[name])) throw new Error(`no schema ${name}`);
+  return compile({ $ref: `#/components/schemas/${name}` });
 }
 function check(name: string, value: unknown): void {
   const validate = validatorFor(name);
@@ -176,7 +133,7 @@ describe("openapi.json", () => {
     for (const [pointer, node] of walk(doc)) {
       if (!isObj(node) || !isObj(node.schema) || pointer.startsWith("/components/schemas")) continue;
       try {
-        ajv.compile(forAjv(node.schema) as object);
+        compile(node.schema);
       } catch (error) {
         throw new Error(`${pointer}/schema does not compile: ${(error as Error).message}`);
       }
@@ -284,7 +241,7 @@ describe("what the modules produce fits the document", () => {
     );
     // The token also fits the `t` parameter's schema.
     const t = deref((components.parameters as Obj).t) as Obj;
-    expect(ajv.compile(forAjv(t.schema as Json) as object)(token)).toBe(true);
+    expect(compile(t.schema as Json)(token)).toBe(true);
   });
 
   test("stats snapshots fit Stats", () => {
@@ -311,7 +268,7 @@ describe("what the modules produce fits the document", () => {
     let checked = 0;
     for (const [pointer, node] of walk(doc)) {
       if (!isObj(node) || !isObj(node.schema) || !isObj(node.examples)) continue;
-      const validate = ajv.compile(forAjv(node.schema) as object);
+      const validate = compile(node.schema);
       for (const [name, example] of Object.entries(node.examples)) {
         const ok = validate((example as Obj).value);
         expect({ at: `${pointer}/examples/${name}`, errors: ok ? null : validate.errors }).toEqual({
