@@ -255,6 +255,19 @@ describe("redis store", () => {
     expect(await store.decide("long", [cand("a", 1, 9 * HOUR)], now + 2)).toEqual({ kind: "capped" });
   });
 
+  test("the expiry of an existing history grows when a longer window is served", async () => {
+    await admin.send("FLUSHALL", []);
+    const store = redisPlayerStore(conns[0] as StoreConnection, { lastServedTtlMs: 1_000 });
+    const now = Date.now();
+    const key = playerKey(hashPlayerId("grows"));
+    await store.decide("grows", [cand("a")], now);
+    const first = Number(await admin.send("PTTL", [key]));
+    expect(first).toBeGreaterThan(0); // a new history gets an expiry (GT alone would leave none)
+    expect(first).toBeLessThanOrEqual(1_000);
+    await store.decide("grows", [cand("b", 1, 3 * HOUR)], now + 1);
+    expect(Number(await admin.send("PTTL", [key]))).toBeGreaterThan(3 * HOUR - 60_000);
+  });
+
   test("an ad capped, then uncapped, then capped again keeps its serve times (as in memory)", async () => {
     await admin.send("FLUSHALL", []);
     const mem = memoryPlayerStore({ maxPlayers: 10 });

@@ -168,6 +168,19 @@ describe("openRedis", () => {
     expect(conn.stats().errors.timeout).toBe(0);
   });
 
+  test("a turn with more calls than one batch holds: every call answers, in order, each once", async () => {
+    const conn = connect();
+    expect(await conn.waitConnected(2_000)).toBe(true);
+    await conn.call("DEL", ["adsrv:test:order"]);
+    // 50 calls in one turn: sent as batches of 16 as they are made, the rest at the turn's end.
+    const replies = await Promise.all(
+      Array.from({ length: 50 }, () => conn.call("INCR", ["adsrv:test:order"])),
+    );
+    expect(replies).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(await conn.call("GET", ["adsrv:test:order"])).toBe("50");
+    expect(conn.stats().errors).toEqual({ timeout: 0, unavailable: 0, breaker_open: 0, reply: 0 });
+  });
+
   test("EVALSHA falls back to EVAL after the script cache is flushed, without counting an error", async () => {
     const conn = connect();
     await conn.waitConnected(2_000);
