@@ -88,30 +88,81 @@ export const DEFAULT_MAX_KEYS = 262_144;
 export const DEFAULT_MAX_NO_FILL_KEYS = 24_576;
 const INITIAL_CAPACITY = 256;
 
-interface Key {
-  readonly b: string;
-  readonly c: string;
-  /** Slot of each hour, -1 when that hour has no row yet. */
-  readonly slots: Int32Array;
+/** Maps the keys are spread over, and entries per chunk of a string table (powers of two). */
+const SHARDS = 1024;
+const CHUNK = 1024;
+const HOURS = 24;
+
+/** A cheap spread of `a` over the shards: its length and last six characters (ids differ there). */
+function shardOf(a: string): number {
+  const n = a.length;
+  let h = n;
+  for (let i = n > 6 ? n - 6 : 0; i < n; i++) h = (h * 31 + a.charCodeAt(i)) | 0;
+  return h & (SHARDS - 1);
+}
+
+/** Strings by index, in chunks of CHUNK: a write makes the collector revisit one chunk, not all. */
+class StringTable {
+  readonly #chunks: (string | undefined)[][] = [];
+
+  get(i: number): string {
+    return this.#chunks[i >>> 10]?.[i & (CHUNK - 1)] as string;
+  }
+
+  set(i: number, value: string | undefined): void {
+    let chunk = this.#chunks[i >>> 10];
+    if (chunk === undefined) {
+      chunk = new Array<string | undefined>(CHUNK);
+      this.#chunks[i >>> 10] = chunk;
+    }
+    chunk[i & (CHUNK - 1)] = value;
+  }
+}
+
+function grown<T extends Int32Array | Uint8Array | Float64Array>(old: T, length: number, fill: number): T {
+  const next = new (old.constructor as new (n: number) => T)(length);
+  next.set(old);
+  if (fill !== 0) next.fill(fill, old.length);
+  return next;
 }
 
 /**
- * Counters keyed by (a, b, c, hour), `columns` numbers per row, in growable typed arrays. Rows
- * are found through `a` (a Map) and then a short list of (b, c) pairs: served rows have one
- * per ad. Freed slots (see `retain`) are reused.
+ * Counters keyed by (a, b, c, hour), `columns` numbers per row. A key (a, b, c) gets an index
+ * whose 24 hour slots, chain link and strings live in typed arrays and chunked string tables;
+ * rows (slots) hold the counts. `a` finds its first key in one of 1,024 Maps (served rows have
+ * one key per ad). Freed keys and slots (see `retain`) are reused.
+ *
+ * Built so that counting a new ad allocates nothing the collector keeps: no object per key, no
+ * per-key array, and every container written to is small or a typed array. The first version
+ * (a Map of key objects, one slot array) grew the heap by an object graph per ad served: with a
+ * 1M-ad catalog, rotation reaches a new ad on nearly every request, and serving p99 at 25k
+ * req/s was 9-230 ms against 5-26 ms with counting removed (the heap's growth set off
+ * collections of the whole 1M-ad heap).
  */
 class CounterTable {
   readonly columns: number;
   maxKeys: number;
-  readonly #byA = new Map<string, Key[]>();
+  readonly #firstKey: Map<string, number>[] = Array.from({ length: SHARDS }, () => new Map<string, number>());
+  // Keys.
+  readonly #keyA = new StringTable();
+  readonly #keyB = new StringTable();
+  readonly #keyC = new StringTable();
+  /** Next key with the same `a`, or -1. */
+  #nextKey = new Int32Array(0);
+  /** Slot of each (key, hour), -1 when that hour has no row. */
+  #keySlots = new Int32Array(0);
+  #keyCapacity = 0;
+  #keyHigh = 0;
+  #freeKeys: number[] = [];
+  // Rows.
   #capacity = 0;
   #used = 0;
   #high = 0;
   #free: number[] = [];
   #counts = new Float64Array(0);
   #drained = new Float64Array(0);
-  #slotA: (string | undefined)[] = [];
-  #slotKey: (Key | undefined)[] = [];
+  /** Slot → key index, -1 when free. */
+  #slotKey = new Int32Array(0);
   #slotHour = new Uint8Array(0);
 
   constructor(columns: number, maxKeys: number) {
@@ -125,35 +176,19 @@ class CounterTable {
 
   /** The row's slot, created on first use; -1 when the hour is invalid or the table is full. */
   slot(a: string, b: string, c: string, hour: number): number {
-    if (!(hour >= 0 && hour < 24 && (hour | 0) === hour)) return -1;
-    let keys = this.#byA.get(a);
-    let key: Key | undefined;
-    if (keys !== undefined) {
-      for (let i = 0; i < keys.length; i++) {
-        const k = keys[i] as Key;
-        if (k.b === b && k.c === c) {
-          key = k;
-          break;
-        }
-      }
-      if (key !== undefined) {
-        const s = key.slots[hour] as number;
-        if (s >= 0) return s;
-      }
+    if (!(hour >= 0 && hour < HOURS && (hour | 0) === hour)) return -1;
+    const shard = this.#firstKey[shardOf(a)] as Map<string, number>;
+    let k = shard.get(a) ?? -1;
+    while (k >= 0 && !(this.#keyB.get(k) === b && this.#keyC.get(k) === c)) k = this.#nextKey[k] as number;
+    if (k >= 0) {
+      const s = this.#keySlots[k * HOURS + hour] as number;
+      if (s >= 0) return s;
     }
     if (this.#used >= this.maxKeys) return -1;
-    if (key === undefined) {
-      key = { b, c, slots: new Int32Array(24).fill(-1) };
-      if (keys === undefined) {
-        keys = [];
-        this.#byA.set(a, keys);
-      }
-      keys.push(key);
-    }
+    if (k < 0) k = this.#newKey(shard, a, b, c);
     const s = this.#allocate();
-    key.slots[hour] = s;
-    this.#slotA[s] = a;
-    this.#slotKey[s] = key;
+    this.#keySlots[k * HOURS + hour] = s;
+    this.#slotKey[s] = k;
     this.#slotHour[s] = hour;
     return s;
   }
@@ -167,10 +202,10 @@ class CounterTable {
   forEach(visit: (a: string, b: string, c: string, hour: number, counts: Float64Array) => void): void {
     const buf = new Float64Array(this.columns);
     for (let s = 0; s < this.#high; s++) {
-      const key = this.#slotKey[s];
-      if (key === undefined) continue;
+      const k = this.#slotKey[s] as number;
+      if (k < 0) continue;
       for (let col = 0; col < this.columns; col++) buf[col] = this.#counts[s * this.columns + col] as number;
-      visit(this.#slotA[s] as string, key.b, key.c, this.#slotHour[s] as number, buf);
+      visit(this.#keyA.get(k), this.#keyB.get(k), this.#keyC.get(k), this.#slotHour[s] as number, buf);
     }
   }
 
@@ -178,8 +213,8 @@ class CounterTable {
   drain(visit: (a: string, b: string, c: string, hour: number, deltas: Float64Array) => void): void {
     const buf = new Float64Array(this.columns);
     for (let s = 0; s < this.#high; s++) {
-      const key = this.#slotKey[s];
-      if (key === undefined) continue;
+      const k = this.#slotKey[s] as number;
+      if (k < 0) continue;
       let grew = false;
       for (let col = 0; col < this.columns; col++) {
         const i = s * this.columns + col;
@@ -188,50 +223,71 @@ class CounterTable {
         if (d !== 0) grew = true;
         this.#drained[i] = this.#counts[i] as number;
       }
-      if (grew) visit(this.#slotA[s] as string, key.b, key.c, this.#slotHour[s] as number, buf);
+      if (grew)
+        visit(this.#keyA.get(k), this.#keyB.get(k), this.#keyC.get(k), this.#slotHour[s] as number, buf);
     }
   }
 
-  /** Removes every row whose `a` fails `keep`; their slots are reused. */
+  /** Removes every row whose `a` fails `keep`; their keys and slots are reused. */
   retain(keep: (a: string) => boolean): void {
-    for (const [a, keys] of this.#byA) {
-      if (keep(a)) continue;
-      this.#byA.delete(a);
-      for (const key of keys) {
-        for (let h = 0; h < 24; h++) {
-          const s = key.slots[h] as number;
-          if (s < 0) continue;
-          this.#slotA[s] = undefined;
-          this.#slotKey[s] = undefined;
-          this.#counts.fill(0, s * this.columns, (s + 1) * this.columns);
-          this.#drained.fill(0, s * this.columns, (s + 1) * this.columns);
-          this.#free.push(s);
-          this.#used--;
-        }
+    for (const shard of this.#firstKey) {
+      for (const [a, first] of shard) {
+        if (keep(a)) continue;
+        shard.delete(a);
+        for (let k = first; k >= 0; k = this.#nextKey[k] as number) this.#releaseKey(k);
       }
     }
+  }
+
+  #releaseKey(k: number): void {
+    for (let h = 0; h < HOURS; h++) {
+      const s = this.#keySlots[k * HOURS + h] as number;
+      if (s < 0) continue;
+      this.#keySlots[k * HOURS + h] = -1;
+      this.#slotKey[s] = -1;
+      this.#counts.fill(0, s * this.columns, (s + 1) * this.columns);
+      this.#drained.fill(0, s * this.columns, (s + 1) * this.columns);
+      this.#free.push(s);
+      this.#used--;
+    }
+    this.#keyA.set(k, undefined);
+    this.#keyB.set(k, undefined);
+    this.#keyC.set(k, undefined);
+    this.#freeKeys.push(k);
+  }
+
+  #newKey(shard: Map<string, number>, a: string, b: string, c: string): number {
+    let k = this.#freeKeys.pop();
+    if (k === undefined) {
+      if (this.#keyHigh === this.#keyCapacity) {
+        const capacity = Math.max(INITIAL_CAPACITY, this.#keyCapacity * 2);
+        this.#nextKey = grown(this.#nextKey, capacity, -1);
+        this.#keySlots = grown(this.#keySlots, capacity * HOURS, -1);
+        this.#keyCapacity = capacity;
+      }
+      k = this.#keyHigh++;
+    }
+    this.#keyA.set(k, a);
+    this.#keyB.set(k, b);
+    this.#keyC.set(k, c);
+    this.#nextKey[k] = shard.get(a) ?? -1;
+    shard.set(a, k);
+    return k;
   }
 
   #allocate(): number {
     this.#used++;
     const reused = this.#free.pop();
     if (reused !== undefined) return reused;
-    if (this.#high === this.#capacity) this.#grow();
+    if (this.#high === this.#capacity) {
+      const capacity = Math.max(INITIAL_CAPACITY, this.#capacity * 2);
+      this.#counts = grown(this.#counts, capacity * this.columns, 0);
+      this.#drained = grown(this.#drained, capacity * this.columns, 0);
+      this.#slotKey = grown(this.#slotKey, capacity, -1);
+      this.#slotHour = grown(this.#slotHour, capacity, 0);
+      this.#capacity = capacity;
+    }
     return this.#high++;
-  }
-
-  #grow(): void {
-    const capacity = Math.max(INITIAL_CAPACITY, this.#capacity * 2);
-    const counts = new Float64Array(capacity * this.columns);
-    counts.set(this.#counts);
-    const drained = new Float64Array(capacity * this.columns);
-    drained.set(this.#drained);
-    const hours = new Uint8Array(capacity);
-    hours.set(this.#slotHour);
-    this.#counts = counts;
-    this.#drained = drained;
-    this.#slotHour = hours;
-    this.#capacity = capacity;
   }
 }
 
