@@ -640,6 +640,9 @@ async function main(): Promise<void> {
         loaded.push(await constantRate(rs.port, rate, seconds));
         stopped = true;
         await reloader;
+        // The next quiet run must not start while a rebuild of the last file is still running
+        // (earlier runs measured that backlog as "no reload" latency).
+        await settled(join(RUN, "adsrv-reload.log"), refresh);
         swaps += countLoads(join(RUN, "adsrv-reload.log")) - before;
         log(
           `reload round ${r + 1}: p99 ${fmtUs(quiet[r]?.p99 ?? 0)} quiet, ${fmtUs(loaded[r]?.p99 ?? 0)} reloading`,
@@ -768,6 +771,25 @@ async function main(): Promise<void> {
   ].join("\n");
   writeFileSync(join(RUN, "summary.md"), `${report}\n`);
   console.log(report);
+}
+
+/**
+ * Waits until the reloading server has loaded nothing new for three refresh intervals (its last
+ * rebuild finished and the file is unchanged), at most 60 s.
+ */
+async function settled(file: string, refreshSeconds: number): Promise<void> {
+  const quietMs = 3 * refreshSeconds * 1000;
+  const deadline = Date.now() + 60_000;
+  let count = countLoads(file);
+  let since = Date.now();
+  while (Date.now() < deadline && Date.now() - since < quietMs) {
+    await Bun.sleep(250);
+    const now = countLoads(file);
+    if (now !== count) {
+      count = now;
+      since = Date.now();
+    }
+  }
 }
 
 function countLoads(file: string): number {
