@@ -617,6 +617,8 @@ async function main(): Promise<void> {
       copyFileSync(a, live);
       const refresh = QUICK ? 1 : 2;
       const rs = await startAdsrv(adsrvBin, "adsrv-reload", live, 1, refresh, "info");
+      // Each file's catalog version, as adsrv computes it, to know when the server caught up.
+      const versionOf = new Map([a, b].map((f) => [f, catalogVersionOf(adsrvBin, f)]));
       const quiet: RateResult[] = [];
       const loaded: RateResult[] = [];
       let swaps = 0;
@@ -626,12 +628,14 @@ async function main(): Promise<void> {
         quiet.push(await constantRate(rs.port, rate, seconds));
         // Replace the file every few seconds (atomically), alternating two different catalogs.
         let flip = r % 2 === 0;
+        let last = a;
         const before = countLoads(join(RUN, "adsrv-reload.log"));
         let stopped = false;
         const reloader = (async () => {
           while (!stopped) {
             const tmp = `${live}.tmp`;
-            copyFileSync(flip ? b : a, tmp);
+            last = flip ? b : a;
+            copyFileSync(last, tmp);
             renameSync(tmp, live);
             flip = !flip;
             await Bun.sleep(QUICK ? 2000 : 3000);
@@ -641,8 +645,10 @@ async function main(): Promise<void> {
         stopped = true;
         await reloader;
         // The next quiet run must not start while a rebuild of the last file is still running
-        // (earlier runs measured that backlog as "no reload" latency).
-        await settled(join(RUN, "adsrv-reload.log"), refresh);
+        // (earlier runs measured that backlog as "no reload" latency): wait until the server
+        // serves the last file's version, then one more refresh interval.
+        await servingVersion(rs.port, versionOf.get(last) as string);
+        await Bun.sleep(refresh * 1000);
         swaps += countLoads(join(RUN, "adsrv-reload.log")) - before;
         log(
           `reload round ${r + 1}: p99 ${fmtUs(quiet[r]?.p99 ?? 0)} quiet, ${fmtUs(loaded[r]?.p99 ?? 0)} reloading`,
@@ -773,23 +779,28 @@ async function main(): Promise<void> {
   console.log(report);
 }
 
-/**
- * Waits until the reloading server has loaded nothing new for three refresh intervals (its last
- * rebuild finished and the file is unchanged), at most 60 s.
- */
-async function settled(file: string, refreshSeconds: number): Promise<void> {
-  const quietMs = 3 * refreshSeconds * 1000;
-  const deadline = Date.now() + 60_000;
-  let count = countLoads(file);
-  let since = Date.now();
-  while (Date.now() < deadline && Date.now() - since < quietMs) {
-    await Bun.sleep(250);
-    const now = countLoads(file);
-    if (now !== count) {
-      count = now;
-      since = Date.now();
+/** The catalog version adsrv gives a file (`adsrv catalog validate --json`). */
+function catalogVersionOf(bin: string, file: string): string {
+  const out = Bun.spawnSync([bin, "catalog", "validate", "--json", file], { stdout: "pipe", stderr: "pipe" });
+  const version = (JSON.parse(out.stdout.toString()) as { version?: unknown }).version;
+  if (typeof version !== "string") throw new Error(`no catalog version for ${file}`);
+  return version;
+}
+
+/** Waits until `/readyz` on the port reports `version` (at most 120 s, else throws). */
+async function servingVersion(port: number, version: string): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+      const body = (await res.json()) as { catalog_version?: unknown };
+      if (body.catalog_version === version) return;
+    } catch {
+      // not answering yet: keep polling
     }
+    await Bun.sleep(250);
   }
+  throw new Error(`the reloading server did not reach catalog ${version} within 120 s`);
 }
 
 function countLoads(file: string): number {

@@ -130,10 +130,10 @@ export interface StoreConnection {
   close(): void;
 }
 
-/** A call waiting for the next batch (see `sendBatch` in `openRedis`). */
 /** Calls in a batch at which it is sent at once rather than at the end of the turn. */
 const FLUSH_AT = 16;
 
+/** A call waiting for the next batch (see `sendBatch` in `openRedis`). */
 interface QueuedCall {
   readonly client: RedisClient;
   readonly command: string;
