@@ -217,6 +217,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
       },
       ...(deps.initialBackoffMs !== undefined ? { initialBackoffMs: deps.initialBackoffMs } : {}),
       ...(fleet === null ? {} : { coordinator: fleet }),
+      answered: () => metrics.answered,
     });
     fleet?.attach(sync);
   }
