@@ -190,6 +190,7 @@ export class CatalogSync {
       };
     }
     const chunked = this.options.holder.current !== null && fetched.text.length >= CHUNKED_FROM_CHARS;
+    if (chunked) this.options.log.debug("rebuilding the catalog in slices", { chars: fetched.text.length });
     const result = chunked
       ? await parseCatalogChunked(fetched.text, this.pause, SLICE_MS)
       : parseCatalog(fetched.text);

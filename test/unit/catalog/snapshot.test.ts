@@ -1,6 +1,14 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { adBody, buildSnapshot, catalogVersion, type Entry, entryOf } from "../../../src/catalog/snapshot.ts";
+import {
+  adBody,
+  buildSnapshot,
+  buildSnapshotChunked,
+  catalogVersion,
+  type Entry,
+  entryOf,
+  versionChunked,
+} from "../../../src/catalog/snapshot.ts";
 import type { Ad } from "../../../src/catalog/types.ts";
 import { choose, eligible } from "../../../src/decision/decide.ts";
 import { isAvailable } from "../../../src/decision/hours.ts";
@@ -128,4 +136,41 @@ test("catalogVersion depends on content only", () => {
   expect(catalogVersion(a)).toBe(catalogVersion([ad("a", "us", "eng", 0, 0)]));
   expect(catalogVersion(a)).not.toBe(catalogVersion([ad("a", "us", "eng", 0, 1)]));
   expect(buildSnapshot(a, 1).version).toBe(catalogVersion(a));
+});
+
+describe("in slices", () => {
+  const many: Ad[] = Array.from({ length: 3_000 }, (_, i) =>
+    ad(`ad-${i}`, ["us", "fr", "de"][i % 3] as string, ["eng", "fra"][i % 2] as string, i % 24, (i * 7) % 25),
+  );
+
+  /** A pause that counts, and lets the caller see the computation is not done while paused. */
+  const counting = () => {
+    const state = { pauses: 0 };
+    return { state, pause: () => Promise.resolve().then(() => void state.pauses++) };
+  };
+
+  test("versionChunked and buildSnapshotChunked give what the one-go functions give, pausing between slices", async () => {
+    const v = counting();
+    // A slice of 0 ms: a pause after every step.
+    const version = await versionChunked(many, v.pause, 0);
+    expect(version).toBe(catalogVersion(many));
+    expect(v.state.pauses).toBeGreaterThan(5);
+    const b = counting();
+    const sliced = await buildSnapshotChunked(many, version, 7, b.pause, 0);
+    expect(b.state.pauses).toBeGreaterThan(5);
+    const whole = buildSnapshot(many, 7);
+    expect(sliced.version).toBe(whole.version);
+    expect(sliced.rotation.length).toBe(whole.rotation.length);
+    for (const [country, langs] of whole.index) {
+      for (const [lang] of langs) {
+        for (let h = 0; h < 24; h++) {
+          const a = eligible(sliced, country, lang, h);
+          const w = eligible(whole, country, lang, h);
+          expect(a.kind === "ads" ? a.ads.map((e) => e.id) : a.reason).toEqual(
+            w.kind === "ads" ? w.ads.map((e) => e.id) : w.reason,
+          );
+        }
+      }
+    }
+  });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import sample from "../../../src/catalog/sample-catalog.json";
-import { parseCatalog, validateCatalog } from "../../../src/catalog/validate.ts";
+import { parseCatalog, parseCatalogChunked, validateCatalog } from "../../../src/catalog/validate.ts";
 import { fuzz } from "../../fuzz.ts";
 
 const good = (id: string, extra: Record<string, unknown> = {}) => ({
@@ -159,4 +159,36 @@ describe("validateCatalog", () => {
       fuzz(100),
     );
   });
+});
+
+describe("parseCatalogChunked", () => {
+  const entry = (i: number) => ({
+    id: `ad-${i}`,
+    video_url: `https://cdn.example.com/v/${i}.mp4`,
+    country: i % 5 === 0 ? "US" : "fr",
+    lang: i % 2 === 0 ? "en" : "fre",
+    start_hour: i % 24,
+    end_hour: (i * 5) % 25,
+  });
+  const texts: Record<string, string> = {
+    "a big plain list (cut in pieces)": JSON.stringify({
+      ads: Array.from({ length: 4_000 }, (_, i) => entry(i)),
+    }),
+    "with invalid entries and a duplicate": JSON.stringify({
+      ads: [...Array.from({ length: 2_000 }, (_, i) => entry(i)), { id: "x", country: "zz" }, entry(7)],
+    }),
+    "with a backslash (the whole text at once)": JSON.stringify({
+      ads: [...Array.from({ length: 500 }, (_, i) => entry(i)), { ...entry(9_999), id: 'quo"te' }],
+    }),
+    // Pieces parse until the last, which does not: the whole text then goes to JSON.parse.
+    "malformed at the end": `{"ads":[${Array.from({ length: 3_000 }, (_, i) => JSON.stringify(entry(i))).join(",")},{"id":}]}`,
+  };
+  for (const [name, text] of Object.entries(texts)) {
+    test(`same result as parseCatalog: ${name}`, async () => {
+      let pauses = 0;
+      const sliced = await parseCatalogChunked(text, () => Promise.resolve().then(() => void pauses++), 0);
+      expect(sliced).toEqual(parseCatalog(text));
+      expect(pauses).toBeGreaterThan(0);
+    });
+  }
 });
