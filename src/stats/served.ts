@@ -136,8 +136,9 @@ function grown<T extends Int32Array | Uint8Array | Float64Array>(old: T, length:
  * per-key array, and every container written to is small or a typed array. The first version
  * (a Map of key objects, one slot array) grew the heap by an object graph per ad served: with a
  * 1M-ad catalog, rotation reaches a new ad on nearly every request, and serving p99 at 25k
- * req/s was 9-230 ms against 5-26 ms with counting removed (the heap's growth set off
- * collections of the whole 1M-ad heap).
+ * req/s while the table filled was 26 ms (median of 10 runs) against 8.3 ms with counting
+ * removed (the heap's growth set off collections of the whole 1M-ad heap); 8.2 ms with this one
+ * (docs/performance.md, third session).
  */
 class CounterTable {
   readonly columns: number;
