@@ -533,8 +533,8 @@ export function openRedis(url: string, options: OpenRedisOptions): StoreConnecti
    * batch also shares one deadline timer (armed for its earliest deadline) instead of a timer
    * and a promise race per call. A batch goes out early once it holds `FLUSH_AT` calls, so Redis
    * starts on the first calls of a burst while this process still handles the rest: with 64
-   * player-keyed connections, one batch per turn measured 27-32k req/s and 16 per batch 34-41k
-   * (8: 34-39k, 32: 34-36k; scripts/bench/player.ts).
+   * player-keyed connections (wrk on the other core, 6 s runs), one batch per turn measured
+   * 30-32k req/s and 16 per batch 33-41k (8: 34-39k, 32: 34-36k; a send per call: 27-29k).
    */
   let batch: QueuedCall[] = [];
   const flushBatch = (): void => {
