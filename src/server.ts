@@ -196,6 +196,8 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
         });
 
   let sync: CatalogSync | null = null;
+  /** The public listener once it is open: a rebuild's pacing reads its requests in flight. */
+  let listening: { readonly pendingRequests: number } | null = null;
   if (config.catalog === null) {
     holder.swap(sampleSnapshot(now()));
     log.info("serving the built-in sample catalog", {
@@ -218,6 +220,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
       ...(deps.initialBackoffMs !== undefined ? { initialBackoffMs: deps.initialBackoffMs } : {}),
       ...(fleet === null ? {} : { coordinator: fleet }),
       answered: () => metrics.answered,
+      inFlight: () => listening?.pendingRequests ?? 0,
     });
     fleet?.attach(sync);
   }
@@ -345,6 +348,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
   let server: ReturnType<typeof listen>;
   try {
     server = listen(config.listen.port, tls);
+    listening = server;
   } catch (error) {
     await releaseResources();
     throw error;

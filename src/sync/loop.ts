@@ -49,10 +49,12 @@ export interface SyncOptions {
    */
   readonly coordinator?: { tick(): Promise<SyncOutcome> };
   /**
-   * Requests answered so far: between two slices of a rebuild the sync waits 1 ms while this
-   * grows (requests get the loop), and hardly at all while it does not (see `pause`).
+   * Requests answered so far, and requests in flight: between two slices of a rebuild the sync
+   * waits 1 ms while the first grows or the second is not 0 (requests get the loop), and hardly
+   * at all otherwise (see `pause`).
    */
   readonly answered?: () => number;
+  readonly inFlight?: () => number;
 }
 
 /** A source read and validated, not yet applied. */
@@ -102,13 +104,15 @@ export class CatalogSync {
 
   /**
    * Between two slices of a rebuild: a 1 ms timer, which lets pending requests run, when
-   * requests were answered since the previous pause or IDLE_POLL_MS went by without one; else
+   * requests were answered since the previous pause or are in flight, or IDLE_POLL_MS went by
+   * without one; else
    * `setImmediate`, which does not poll the sockets but costs no wait (an idle server rebuilds
    * at about full speed, and a request that arrives then waits at most IDLE_POLL_MS).
    */
   private readonly pause = (): Promise<void> => {
     const answered = this.options.answered?.() ?? 0;
-    const busy = answered !== this.answeredAtPause;
+    // In flight too: a request awaiting Redis or a JWT key is answered only later.
+    const busy = answered !== this.answeredAtPause || (this.options.inFlight?.() ?? 0) > 0;
     this.answeredAtPause = answered;
     const t = performance.now();
     if (busy || t - this.timerPauseAt >= IDLE_POLL_MS) {
@@ -223,6 +227,7 @@ export class CatalogSync {
   /** Validates a catalog text from another instance (Redis) and applies it. */
   async applyText(text: string, from: "redis"): Promise<SyncOutcome> {
     const chunked = this.options.holder.current !== null && text.length >= CHUNKED_FROM_CHARS;
+    if (chunked) this.options.log.debug("rebuilding the catalog in slices", { chars: text.length, from });
     const result = chunked ? await parseCatalogChunked(text, this.pause, SLICE_MS) : parseCatalog(text);
     return this.report(await this.accept(result, from, text.length, chunked));
   }
