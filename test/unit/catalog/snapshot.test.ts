@@ -143,7 +143,7 @@ describe("in slices", () => {
     ad(`ad-${i}`, ["us", "fr", "de"][i % 3] as string, ["eng", "fra"][i % 2] as string, i % 24, (i * 7) % 25),
   );
 
-  /** A pause that counts, and lets the caller see the computation is not done while paused. */
+  /** A pause that counts how often the computation yielded. */
   const counting = () => {
     const state = { pauses: 0 };
     return { state, pause: () => Promise.resolve().then(() => void state.pauses++) };
