@@ -90,7 +90,8 @@ const INITIAL_CAPACITY = 256;
 
 /** Maps the keys are spread over, and entries per chunk of a string table (powers of two). */
 const SHARDS = 1024;
-const CHUNK = 1024;
+const CHUNK_BITS = 10;
+const CHUNK = 1 << CHUNK_BITS;
 const HOURS = 24;
 
 /** A cheap spread of `a` over the shards: its length and last six characters (ids differ there). */
@@ -106,14 +107,14 @@ class StringTable {
   readonly #chunks: (string | undefined)[][] = [];
 
   get(i: number): string {
-    return this.#chunks[i >>> 10]?.[i & (CHUNK - 1)] as string;
+    return this.#chunks[i >>> CHUNK_BITS]?.[i & (CHUNK - 1)] as string;
   }
 
   set(i: number, value: string | undefined): void {
-    let chunk = this.#chunks[i >>> 10];
+    let chunk = this.#chunks[i >>> CHUNK_BITS];
     if (chunk === undefined) {
       chunk = new Array<string | undefined>(CHUNK);
-      this.#chunks[i >>> 10] = chunk;
+      this.#chunks[i >>> CHUNK_BITS] = chunk;
     }
     chunk[i & (CHUNK - 1)] = value;
   }

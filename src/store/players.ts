@@ -211,9 +211,10 @@ export function memoryPlayerStore(options: MemoryPlayerStoreOptions): MemoryPlay
  * distinct policy. Returns the 0-based index chosen, or -1 when every candidate is capped.
  * At most four calls whatever the number of candidates (HLEN; HGETALL or HMGET unless the
  * player is new, HMGET in slices past 999 candidates; HSET; PEXPIRE, with GT on an existing hash
- * so the expiry only grows), numbers parsed only where needed: a sorted set per capped ad (two calls per candidate) and `tonumber` on every
- * argument measured 40 µs of Redis time per decision with 20 candidates, and three arguments
- * per candidate cost adsrv 3 µs per decision in the client (scripts/bench/redis-client.ts).
+ * so the expiry only grows), numbers parsed only where needed: a sorted set per capped ad (two
+ * calls per candidate) and `tonumber` on every argument measured 40 µs of Redis time per
+ * decision with 20 candidates, and three arguments per candidate cost adsrv 3 µs per decision
+ * in the client (scripts/bench/redis-client.ts).
  */
 export const DECIDE_SCRIPT = defineScript(`
 local now = tonumber(ARGV[1])

@@ -105,9 +105,9 @@ export class CatalogSync {
   /**
    * Between two slices of a rebuild: a 1 ms timer, which lets pending requests run, when
    * requests were answered since the previous pause or are in flight, or IDLE_POLL_MS went by
-   * without one; else
-   * `setImmediate`, which does not poll the sockets but costs no wait (an idle server rebuilds
-   * at about full speed, and a request that arrives then waits at most IDLE_POLL_MS).
+   * without one; else `setImmediate`, which does not poll the sockets but costs no wait (an idle
+   * server rebuilds at about full speed, and a request that arrives then waits at most
+   * IDLE_POLL_MS).
    */
   private readonly pause = (): Promise<void> => {
     const answered = this.options.answered?.() ?? 0;
@@ -195,11 +195,7 @@ export class CatalogSync {
         outcome: { kind: "failed", failure: fetched.failure, message: fetched.message },
       };
     }
-    const chunked = this.options.holder.current !== null && fetched.text.length >= CHUNKED_FROM_CHARS;
-    if (chunked) this.options.log.debug("rebuilding the catalog in slices", { chars: fetched.text.length });
-    const result = chunked
-      ? await parseCatalogChunked(fetched.text, this.pause, SLICE_MS)
-      : parseCatalog(fetched.text);
+    const { result, chunked } = await this.parse(fetched.text, "source");
     this.logIssues(result);
     if (!result.ok) {
       return {
@@ -226,10 +222,19 @@ export class CatalogSync {
 
   /** Validates a catalog text from another instance (Redis) and applies it. */
   async applyText(text: string, from: "redis"): Promise<SyncOutcome> {
-    const chunked = this.options.holder.current !== null && text.length >= CHUNKED_FROM_CHARS;
-    if (chunked) this.options.log.debug("rebuilding the catalog in slices", { chars: text.length, from });
-    const result = chunked ? await parseCatalogChunked(text, this.pause, SLICE_MS) : parseCatalog(text);
+    const { result, chunked } = await this.parse(text, from);
     return this.report(await this.accept(result, from, text.length, chunked));
+  }
+
+  /** Parses and validates: in slices when a snapshot is live and the text is big, else at once. */
+  private async parse(
+    text: string,
+    from: "source" | "redis",
+  ): Promise<{ readonly result: ValidationResult; readonly chunked: boolean }> {
+    const chunked = this.options.holder.current !== null && text.length >= CHUNKED_FROM_CHARS;
+    if (!chunked) return { result: parseCatalog(text), chunked };
+    this.options.log.debug("rebuilding the catalog in slices", { chars: text.length, from });
+    return { result: await parseCatalogChunked(text, this.pause, SLICE_MS), chunked };
   }
 
   /** Reports an outcome decided elsewhere (the fleet coordinator): logs and `onOutcome`. */

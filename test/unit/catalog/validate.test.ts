@@ -171,7 +171,7 @@ describe("parseCatalogChunked", () => {
     end_hour: (i * 5) % 25,
   });
   const texts: Record<string, string> = {
-    "a big plain list (cut in pieces)": JSON.stringify({
+    "a big plain list": JSON.stringify({
       ads: Array.from({ length: 4_000 }, (_, i) => entry(i)),
     }),
     "with invalid entries and a duplicate": JSON.stringify({
