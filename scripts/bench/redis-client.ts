@@ -1,7 +1,9 @@
 /**
  * What one call through Bun's `RedisClient` costs the calling process, without HTTP: the
  * player-keyed decision script with 20 candidates as adsrv sends it (28 arguments), the same
- * script with three arguments per candidate (64, the layout before `encodeCandidates`), and PING.
+ * script with three arguments per candidate (64, the layout before `encodeCandidates`), the
+ * decision's 28 values to a no-op script as 28 arguments and packed in one (what an argument
+ * costs), and PING.
  * 64 calls in flight, like the player bench's 64 connections.
  *
  *   node_modules/.bin/bun scripts/bench/redis-client.ts [--calls N]
@@ -57,9 +59,15 @@ try {
         .padStart(8)} calls/s  ${perCall.toFixed(1)} µs client CPU per call`,
     );
   };
+  // What an argument costs the client: the decision's 28 values to a no-op script, as 28
+  // arguments and packed into one.
+  const spread = [noop, ...packed(0).slice(1)];
+  const single = [noop, "1", "adsrv:{p:0}", packed(0).slice(3).join(",")];
   for (let round = 0; round < 2; round++) {
     await run("decision script, 28 arguments", (k) => client.send("EVALSHA", packed(k % 50_000)));
     await run("no-op script, 64 arguments", () => client.send("EVALSHA", wide));
+    await run("no-op script, the 28 arguments", () => client.send("EVALSHA", spread));
+    await run("no-op script, the 28 values in 1 argument", () => client.send("EVALSHA", single));
     await run("PING", () => client.send("PING", []));
   }
 } finally {

@@ -75,18 +75,18 @@ export type Fetched =
  * requests keep being answered during the rebuild (a million ads take a few seconds of CPU).
  * The first load, with nothing to serve yet, and small catalogs run in one go (faster overall).
  *
- * Short slices and a 1 ms timer between them: a client with one request in flight per
- * connection gets at most one answer per connection per loop turn, so the slice length caps
- * the rate served during a rebuild; and in Bun `setImmediate` between slices starved the
- * sockets (p50 755 ms for a 5k req/s load beside a busy loop of 2 ms slices) and
- * `setTimeout(0)` let them wait (p99 11.5 ms) where a 1 ms timer did not (p99 2 ms). With a
- * 1M-ad catalog replaced every 3 s under 25k req/s (`scripts/bench/run`'s reload part),
- * serving p99 was 2.2-6.2 s with 2 ms slices and a 0 ms timer, 0.2-0.65 s with these (the
- * rebuild still needs more CPU than the serving thread has left: see docs/performance.md).
- * The 1 ms wait only while requests are being answered (see `pause`): with it always, a 1M-ad
- * rebuild on an idle server took 6.0 s of wall time against 2.2 s without pauses; with the
- * rule, a replaced 1M-ad file was live 4.0-4.5 s after the change (refresh 1 s), as with the
- * earlier 2 ms slices and `setTimeout(0)`.
+ * Short slices and a 1 ms timer between them: a client with one request in flight per connection
+ * gets at most one answer per connection per loop turn, so the slice length caps the rate served
+ * during a rebuild; and in Bun (a scratch experiment) `setImmediate` between slices starved the
+ * sockets (p50 755 ms for a 5k req/s load beside a busy loop of 2 ms slices) and `setTimeout(0)`
+ * let them wait (p99 11.5 ms) where a 1 ms timer did not (p99 2 ms). With a 1M-ad catalog
+ * replaced every 3 s under 25k req/s (`scripts/bench/run`'s reload scenario, run by hand),
+ * serving p99 was 2.2-6.2 s with 2 ms slices and a 0 ms timer, 0.2-0.65 s with these (the rebuild
+ * still needs more CPU than the serving thread has left: see docs/performance.md). The 1 ms wait
+ * only while requests are being answered (see `pause`): with it always, a 1M-ad rebuild on an
+ * idle server took 6.0 s of wall time against 2.2 s without pauses; with the rule, a replaced
+ * 1M-ad file was live 4.0-4.5 s after the change (refresh 1 s), as with the earlier 2 ms slices
+ * and `setTimeout(0)`.
  */
 const CHUNKED_FROM_CHARS = 1 << 20;
 const SLICE_MS = 0.5;
