@@ -373,9 +373,10 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
         served: () => servedForDashboard(stats, now()),
         playerView: async (playerId, country, lang, hour) => {
           const snapshot = holder.current;
-          const found = snapshot === null ? null : eligible(snapshot, country, lang, hour);
-          if (found === null || found.kind !== "ads") return null;
-          const candidates = playerCandidates(found.ads, playerDecisions);
+          if (snapshot === null) return null;
+          const found = eligible(snapshot, country, lang, hour);
+          if (found.kind !== "ads") return null;
+          const candidates = playerCandidates(snapshot.ads, found.ads, playerDecisions);
           return { candidates, history: await playerDecisions.store.peek(playerId, candidates, now()) };
         },
       });

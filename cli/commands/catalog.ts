@@ -418,7 +418,7 @@ function rotationLines(country: string, lang: string, rotation: Rotation, snapsh
         : "no ad targets this country and language";
     return [`${head}: ${c.yellow("no fill")} (${rotation.reason}: ${why}; the server answers 404)`];
   }
-  const urls = new Map(snapshot.ads.map((a) => [a.id, a.video_url]));
+  const urls = new Map(Array.from(snapshot.ads, (a) => [a.id, a.video_url]));
   const width = Math.max(...rotation.ids.map((id) => id.length));
   const n = rotation.ids.length;
   return [

@@ -51,7 +51,7 @@ function batch(): number {
     }
     const tick = rotation[found.slot] ?? 0;
     rotation[found.slot] = tick + 1;
-    if (choose(found.ads, tick) === undefined) sink++;
+    sink ^= choose(found.ads, tick);
     fills++;
   }
   return (Bun.nanoseconds() - start) / N;

@@ -4,7 +4,7 @@
  * the hour; the rotation counter is read, never advanced.
  * @module
  */
-import type { Snapshot } from "../catalog/snapshot.ts";
+import { bucketAds, type Snapshot } from "../catalog/snapshot.ts";
 import { choose, eligible, type NoFillReason } from "../decision/decide.ts";
 import { hourMask, isAvailable } from "../decision/hours.ts";
 import { choosePlayerAd, isCapped, type PlayerCandidate, type PlayerHistory } from "../decision/player.ts";
@@ -61,12 +61,12 @@ export function explain(snapshot: Snapshot, country: string, lang: string, hour:
   const found = eligible(snapshot, country, lang, hour);
   let chosenId: string | null = null;
   let decision: ExplainedDecision;
-  const ads = snapshot.ads.filter((ad) => ad.country === country && ad.lang === lang);
+  const bucket = snapshot.index.get(country)?.get(lang);
+  const ads = bucket === undefined ? [] : bucketAds(bucket).map((i) => snapshot.ads.at(i));
   if (found.kind === "ads") {
-    const entry = choose(found.ads, snapshot.rotation[found.slot] ?? 0);
-    chosenId = entry.id;
-    const ad = ads.find((a) => a.id === entry.id);
-    decision = { outcome: "fill", id: entry.id, video_url: ad?.video_url ?? "" };
+    const chosen = choose(found.ads, snapshot.rotation[found.slot] ?? 0);
+    chosenId = snapshot.ads.id(chosen);
+    decision = { outcome: "fill", id: chosenId, video_url: snapshot.ads.videoUrl(chosen) };
   } else {
     decision = { outcome: "nofill", reason: found.reason };
   }

@@ -196,18 +196,23 @@ export function startAdminServer(options: AdminServerOptions): AdminServer {
     const snapshot = holder.current;
     if (snapshot === null) return noCatalog();
     const needle = (q.value ?? "").trim().toLowerCase();
-    const matches =
-      needle === ""
-        ? snapshot.ads
-        : snapshot.ads.filter((ad) =>
-            `${ad.id} ${ad.country} ${ad.lang} ${ad.video_url}`.toLowerCase().includes(needle),
-          );
+    const table = snapshot.ads;
+    const matches: number[] = [];
+    for (let i = 0; i < table.length; i++) {
+      if (
+        needle === "" ||
+        `${table.id(i)} ${table.country(i)} ${table.lang(i)} ${table.videoUrl(i)}`
+          .toLowerCase()
+          .includes(needle)
+      )
+        matches.push(i);
+    }
     return json({
       version: snapshot.version,
       loaded_at: new Date(snapshot.loadedAt).toISOString(),
-      total: snapshot.ads.length,
+      total: table.length,
       matched: matches.length,
-      ads: matches.slice(0, limit).map(adRow),
+      ads: matches.slice(0, limit).map((i) => adRow(table.at(i))),
     });
   };
 

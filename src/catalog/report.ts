@@ -6,7 +6,7 @@
  */
 import { eligible, type NoFillReason } from "../decision/decide.ts";
 import { hourMask } from "../decision/hours.ts";
-import { catalogVersion, type Snapshot } from "./snapshot.ts";
+import { bucketAds, catalogVersion, type Snapshot } from "./snapshot.ts";
 import type { Issue, IssueCode, RejectCode, ValidationResult } from "./types.ts";
 
 export const HOURS = 24;
@@ -145,24 +145,21 @@ export function previewGroups(snapshot: Snapshot, filter: PreviewFilter): Previe
       if (filter.lang !== null && filter.lang !== lang) continue;
       const bucket = byLang.get(lang);
       if (bucket === undefined) continue;
-      const masks = new Map<string, number>();
+      const masks = new Map<number, number>();
       const live: number[] = [];
       for (let h = 0; h < HOURS; h++) {
         const entries = bucket.hours[h] ?? [];
         live.push(entries.length);
-        for (const entry of entries) masks.set(entry.id, (masks.get(entry.id) ?? 0) | (1 << h));
+        for (const i of entries) masks.set(i, (masks.get(i) ?? 0) | (1 << h));
       }
-      const ads: PreviewAd[] = [];
-      for (const ad of snapshot.ads) {
-        if (ad.country !== country || ad.lang !== lang) continue;
-        ads.push({
-          id: ad.id,
-          video_url: ad.video_url,
-          start_hour: ad.start_hour,
-          end_hour: ad.end_hour,
-          mask: masks.get(ad.id) ?? 0,
-        });
-      }
+      const table = snapshot.ads;
+      const ads: PreviewAd[] = bucketAds(bucket).map((i) => ({
+        id: table.id(i),
+        video_url: table.videoUrl(i),
+        start_hour: table.startHour(i),
+        end_hour: table.endHour(i),
+        mask: masks.get(i) ?? 0,
+      }));
       groups.push({ country, lang, ads, live });
     }
   }
@@ -180,7 +177,7 @@ export type Rotation =
 export function rotationAt(snapshot: Snapshot, country: string, lang: string, hour: number): Rotation {
   const found = eligible(snapshot, country, lang, hour);
   if (found.kind === "nofill") return found;
-  return { kind: "ads", ids: found.ads.map((entry) => entry.id) };
+  return { kind: "ads", ids: Array.from(found.ads, (i) => snapshot.ads.id(i)) };
 }
 
 /** 24 cells, one per hour: `on` where the mask has the hour, `off` elsewhere. */

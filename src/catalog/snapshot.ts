@@ -1,21 +1,13 @@
 /**
- * The serving snapshot: the validated ads indexed by (country, language, hour), with the answer
- * of every (country, language, hour) built once. Built off to the side and swapped in whole
- * (see sync/holder.ts).
+ * The serving snapshot: the validated ads in columns (see table.ts), indexed by (country,
+ * language, hour), with the answer of every (country, language, hour) built once. Built off to
+ * the side and swapped in whole (see sync/holder.ts).
  * @module
  */
 import { hourMask } from "../decision/hours.ts";
+import { type AdColumns, AdTable, packSteps } from "./table.ts";
 import type { Ad } from "./types.ts";
 import { runChunked, runSync } from "./validate.ts";
-
-/** An ad as served. */
-export interface Entry {
-  readonly id: string;
-  /** The validated ad (for the body, VAST rendering, frequency caps and stats). */
-  readonly ad: Ad;
-  /** Whether `id` and `video_url` go into JSON as they are (see `bodyHead`). */
-  readonly plain: boolean;
-}
 
 /**
  * The ads of one bucket live at one hour, as the decision returns them: built once with the
@@ -26,15 +18,16 @@ export interface Live {
   readonly kind: "ads";
   /** The bucket's rotation counter in `Snapshot.rotation`. */
   readonly slot: number;
-  /** Non-empty, in catalog order. */
-  readonly ads: readonly Entry[];
+  /** Non-empty: the ads' numbers in `Snapshot.ads`, in catalog order. */
+  readonly ads: Int32Array;
 }
 
 /** All the ads of one (country, language), by UTC hour, in catalog order. */
 export interface Bucket {
   /** Position of this bucket's rotation counter in `Snapshot.rotation`. */
   readonly slot: number;
-  readonly hours: readonly (readonly Entry[])[];
+  /** By hour: the ads' numbers (empty when none runs then). */
+  readonly hours: readonly Int32Array[];
   /** By hour: the live ads, or null when none runs then. */
   readonly live: readonly (Live | null)[];
 }
@@ -43,7 +36,7 @@ export interface Snapshot {
   /** Content hash of the accepted catalog (hex SHA-256 prefix of the canonical ads). */
   readonly version: string;
   readonly loadedAt: number;
-  readonly ads: readonly Ad[];
+  readonly ads: AdTable;
   /** country → lang → bucket. */
   readonly index: ReadonlyMap<string, ReadonlyMap<string, Bucket>>;
   /**
@@ -53,30 +46,17 @@ export interface Snapshot {
   readonly rotation: Uint32Array;
 }
 
-const NONE: readonly Entry[] = Object.freeze([]);
-
-/** Printable ASCII without `"` and `\\`: JSON.stringify leaves such a string as it is. */
-const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
-
-/** An entry for a validated ad. */
-export function entryOf(ad: Ad): Entry {
-  return { id: ad.id, ad, plain: PLAIN.test(ad.id) && PLAIN.test(ad.video_url) };
-}
-
 /**
- * The ad's JSON body without its closing `}`: `{"id":…,"video_url":…`, for the caller to append
- * members. Written per answer rather than stored: a million stored bodies cost 1M strings for
- * the garbage collector to mark and ~120 MB, and the answer is concatenated anyway. Same text as
- * `JSON.stringify({ id, video_url })`, without its cost for the usual plain strings.
+ * The index as plain data (typed arrays and strings), as built; `snapshotOf` turns it into the
+ * maps and `Live` objects a decision reads.
  */
-export function bodyHead(entry: Entry): string {
-  if (entry.plain) return `{"id":"${entry.id}","video_url":"${entry.ad.video_url}"`;
-  return JSON.stringify({ id: entry.id, video_url: entry.ad.video_url }).slice(0, -1);
-}
-
-/** The body served for an ad (without an impression URL). */
-export function adBody(entry: Entry): string {
-  return `${bodyHead(entry)}}`;
+export interface IndexData {
+  /** Bucket b's country and language at 2b and 2b+1, in first-seen catalog order. */
+  readonly keys: readonly string[];
+  /** The ad numbers of every distinct hour list, one list after another. */
+  readonly pool: Int32Array;
+  /** Bucket b's list at hour h: start at 2(24b+h) in `pool`, length at 2(24b+h)+1 (0 = none). */
+  readonly ranges: Uint32Array;
 }
 
 /** The optional fields in the version hash (empty for plain ads, so their versions are unchanged). */
@@ -124,92 +104,168 @@ export function catalogVersion(ads: readonly Ad[]): string {
 /** Ads indexed per step (between two possible pauses of a chunked build). */
 const STEP = 256;
 
-function* indexSteps(ads: readonly Ad[], version: string, loadedAt: number): Generator<void, Snapshot> {
-  // Group by country, lang: remember each ad's hour mask, in catalog order.
-  const groups = new Map<string, Map<string, { entries: Entry[]; masks: number[] }>>();
+function* indexSteps(columns: AdColumns): Generator<void, IndexData> {
+  const { count, country, lang, hours } = columns;
+  // Bucket of each ad (first-seen order) and its hour mask.
+  const bucketOf = new Map<number, number>(); // country code << 16 | lang code → bucket
+  const keys: string[] = [];
+  const adBucket = new Uint32Array(count);
+  const adMask = new Uint32Array(count);
   const masks = new Map<number, number>(); // start * 25 + end → mask
-  for (let i = 0; i < ads.length; i++) {
-    const ad = ads[i] as Ad;
-    let byLang = groups.get(ad.country);
-    if (byLang === undefined) {
-      byLang = new Map();
-      groups.set(ad.country, byLang);
+  for (let i = 0; i < count; i++) {
+    const key = ((country[i] as number) << 16) | (lang[i] as number);
+    let b = bucketOf.get(key);
+    if (b === undefined) {
+      b = bucketOf.size;
+      bucketOf.set(key, b);
+      keys.push(
+        columns.countries[country[i] as number] as string,
+        columns.langs[lang[i] as number] as string,
+      );
     }
-    let group = byLang.get(ad.lang);
-    if (group === undefined) {
-      group = { entries: [], masks: [] };
-      byLang.set(ad.lang, group);
-    }
-    const window = ad.start_hour * 25 + ad.end_hour;
+    adBucket[i] = b;
+    const start = hours[2 * i] as number;
+    const end = hours[2 * i + 1] as number;
+    const window = start * 25 + end;
     let mask = masks.get(window);
     if (mask === undefined) {
-      mask = hourMask(ad.start_hour, ad.end_hour);
+      mask = hourMask(start, end);
       masks.set(window, mask);
     }
-    group.entries.push(entryOf(ad));
-    group.masks.push(mask);
+    adMask[i] = mask;
     if (i % STEP === STEP - 1) yield;
   }
-
-  const index = new Map<string, Map<string, Bucket>>();
-  let slot = 0;
-  for (const [country, byLang] of groups) {
-    const buckets = new Map<string, Bucket>();
-    for (const [lang, { entries, masks: entryMasks }] of byLang) {
-      // Each hour's list sized first (from the few distinct masks), then one pass over the
-      // entries writes each into the hours it runs in: catalog order kept, no array growth.
-      const perMask = new Map<number, number>();
-      for (const m of entryMasks) perMask.set(m, (perMask.get(m) ?? 0) + 1);
-      const sizes = new Uint32Array(24);
-      for (const [m, count] of perMask)
-        for (let h = 0; h < 24; h++) if (m & (1 << h)) sizes[h] = (sizes[h] as number) + count;
-      const lists: Entry[][] = Array.from(sizes, (size) => new Array<Entry>(size));
-      const fill = new Uint32Array(24);
-      for (let i = 0; i < entries.length; i++) {
-        const entry = entries[i] as Entry;
-        let m = entryMasks[i] as number;
-        while (m !== 0) {
-          const low = m & -m;
-          const h = 31 - Math.clz32(low);
-          const at = fill[h] as number;
-          (lists[h] as Entry[])[at] = entry;
-          fill[h] = at + 1;
-          m ^= low;
-        }
-        if (i % STEP === STEP - 1) yield;
-      }
-      const hours: (readonly Entry[])[] = lists.map((live) => (live.length === 0 ? NONE : live));
-      // Hours with identical lists (very common: all-day ads) share one array.
-      for (let h = 1; h < 24; h++) {
-        for (let k = 0; k < h; k++) {
-          if (sameEntries(hours[h] as readonly Entry[], hours[k] as readonly Entry[])) {
-            hours[h] = hours[k] as readonly Entry[];
-            break;
-          }
-        }
-      }
-      const live = hours.map((list) =>
-        list.length === 0 ? null : { kind: "ads" as const, slot, ads: list },
-      );
-      // Hours that share a list share its Live too.
-      for (let h = 1; h < 24; h++) {
-        const k = hours.indexOf(hours[h] as readonly Entry[]);
-        if (k < h) live[h] = live[k] ?? null;
-      }
-      buckets.set(lang, { slot: slot++, hours, live });
-      yield;
+  const buckets = bucketOf.size;
+  // Each (bucket, hour) list sized first, then one pass writes each ad into the hours it runs
+  // in: catalog order kept, no array growth.
+  const sizes = new Uint32Array(24 * buckets);
+  for (let i = 0; i < count; i++) {
+    let m = adMask[i] as number;
+    const base = 24 * (adBucket[i] as number);
+    while (m !== 0) {
+      const low = m & -m;
+      const h = 31 - Math.clz32(low);
+      sizes[base + h] = (sizes[base + h] as number) + 1;
+      m ^= low;
     }
-    index.set(country, buckets);
+    if (i % STEP === STEP - 1) yield;
   }
-  return { version, loadedAt, ads, index, rotation: new Uint32Array(slot) };
+  const starts = new Uint32Array(24 * buckets);
+  let total = 0;
+  for (let k = 0; k < sizes.length; k++) {
+    starts[k] = total;
+    total += sizes[k] as number;
+  }
+  const pool = new Int32Array(total);
+  const fill = starts.slice();
+  for (let i = 0; i < count; i++) {
+    let m = adMask[i] as number;
+    const base = 24 * (adBucket[i] as number);
+    while (m !== 0) {
+      const low = m & -m;
+      const k = base + 31 - Math.clz32(low);
+      const at = fill[k] as number;
+      pool[at] = i;
+      fill[k] = at + 1;
+      m ^= low;
+    }
+    if (i % STEP === STEP - 1) yield;
+  }
+  // Hours with identical lists (very common: all-day ads) share the first one's range, and the
+  // pool is compacted in place to the lists kept: a kept list moves left, to `used`, which never
+  // passes the start of a list not yet looked at; earlier lists are read where they now are.
+  const ranges = new Uint32Array(2 * 24 * buckets);
+  let used = 0;
+  for (let b = 0; b < buckets; b++) {
+    for (let h = 0; h < 24; h++) {
+      const k = 24 * b + h;
+      const size = sizes[k] as number;
+      let shared = -1;
+      for (let j = 24 * b; j < k && size > 0; j++) {
+        if (sizes[j] === size && sameList(pool, ranges[2 * j] as number, starts[k] as number, size)) {
+          shared = j;
+          break;
+        }
+      }
+      if (shared >= 0) {
+        ranges[2 * k] = ranges[2 * shared] as number;
+      } else {
+        pool.copyWithin(used, starts[k] as number, (starts[k] as number) + size);
+        ranges[2 * k] = used;
+        used += size;
+      }
+      ranges[2 * k + 1] = size;
+    }
+    yield;
+  }
+  return { keys, pool: pool.slice(0, used), ranges };
+}
+
+function sameList(pool: Int32Array, a: number, b: number, size: number): boolean {
+  for (let i = 0; i < size; i++) if (pool[a + i] !== pool[b + i]) return false;
+  return true;
+}
+
+const EMPTY = new Int32Array(0);
+
+/** The snapshot of packed ads and their index: maps and shared `Live` objects, built once. */
+export function snapshotOf(ads: AdTable, data: IndexData, version: string, loadedAt: number): Snapshot {
+  const index = new Map<string, Map<string, Bucket>>();
+  const buckets = data.keys.length / 2;
+  for (let b = 0; b < buckets; b++) {
+    const country = data.keys[2 * b] as string;
+    const lang = data.keys[2 * b + 1] as string;
+    const hours: Int32Array[] = [];
+    const live: (Live | null)[] = [];
+    for (let h = 0; h < 24; h++) {
+      const k = 24 * b + h;
+      const start = data.ranges[2 * k] as number;
+      const size = data.ranges[2 * k + 1] as number;
+      // Hours that share a list share its array and its Live too.
+      const j = hours.findIndex(
+        (list, at) => size > 0 && list.length === size && data.ranges[2 * (24 * b + at)] === start,
+      );
+      if (j >= 0) {
+        hours.push(hours[j] as Int32Array);
+        live.push(live[j] ?? null);
+      } else if (size === 0) {
+        hours.push(EMPTY);
+        live.push(null);
+      } else {
+        const list = data.pool.subarray(start, start + size);
+        hours.push(list);
+        live.push({ kind: "ads", slot: b, ads: list });
+      }
+    }
+    let byLang = index.get(country);
+    if (byLang === undefined) {
+      byLang = new Map();
+      index.set(country, byLang);
+    }
+    byLang.set(lang, { slot: b, hours, live });
+  }
+  return { version, loadedAt, ads, index, rotation: new Uint32Array(buckets) };
+}
+
+/** Every ad of a bucket, in catalog order: the union of its hour lists (each ad runs some hour). */
+export function bucketAds(bucket: Bucket): number[] {
+  const seen = new Set<number>();
+  for (const list of new Set(bucket.hours)) for (const i of list) seen.add(i);
+  return [...seen].sort((a, b) => a - b);
+}
+
+function* snapshotSteps(ads: readonly Ad[], version: string, loadedAt: number): Generator<void, Snapshot> {
+  const columns = yield* packSteps(ads);
+  const data = yield* indexSteps(columns);
+  return snapshotOf(new AdTable(columns), data, version, loadedAt);
 }
 
 /**
- * Builds the index. Ads sharing a (country, language) and the same set of hours share one
- * entry list, so memory follows the number of distinct hour patterns, not ads × 24.
+ * Builds the packed ads and their index. Ads sharing a (country, language) and the same set of
+ * hours share one list, so memory follows the number of distinct hour patterns, not ads × 24.
  */
 export function buildSnapshot(ads: readonly Ad[], loadedAt: number): Snapshot {
-  return runSync(indexSteps(ads, catalogVersion(ads), loadedAt));
+  return runSync(snapshotSteps(ads, catalogVersion(ads), loadedAt));
 }
 
 /**
@@ -233,12 +289,5 @@ export function buildSnapshotChunked(
   pause: () => Promise<void>,
   sliceMs = 4,
 ): Promise<Snapshot> {
-  return runChunked(indexSteps(ads, version, loadedAt), pause, sliceMs);
-}
-
-function sameEntries(a: readonly Entry[], b: readonly Entry[]): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  return runChunked(snapshotSteps(ads, version, loadedAt), pause, sliceMs);
 }

@@ -3,7 +3,7 @@
  * the rotation tick.
  * @module
  */
-import type { Entry, Live, Snapshot } from "../catalog/snapshot.ts";
+import type { Live, Snapshot } from "../catalog/snapshot.ts";
 
 /** Why no ad was chosen. */
 export type NoFillReason = "no_ad_for_country_lang" | "outside_hours";
@@ -23,7 +23,7 @@ export function eligible(snapshot: Snapshot, country: string, lang: string, hour
   return bucket.live[hour] ?? OUTSIDE;
 }
 
-/** Round-robin: the `tick`-th request among `ads` (non-empty) gets this entry. */
-export function choose(ads: readonly Entry[], tick: number): Entry {
-  return ads[tick % ads.length] as Entry;
+/** Round-robin: the `tick`-th request among `ads` (non-empty) gets this ad (its number). */
+export function choose(ads: Int32Array, tick: number): number {
+  return ads[tick % ads.length] as number;
 }

@@ -16,7 +16,8 @@
  */
 import type { Server } from "bun";
 import type { AuthOutcome, AuthFailure as AuthRefusal, Gate, Principal } from "../auth/gate.ts";
-import { bodyHead, type Entry, type Snapshot } from "../catalog/snapshot.ts";
+import type { Snapshot } from "../catalog/snapshot.ts";
+import type { AdTable } from "../catalog/table.ts";
 import { choose, eligible } from "../decision/decide.ts";
 import { utcHour } from "../decision/hours.ts";
 import type { PlayerCandidate, PlayerChoice } from "../decision/player.ts";
@@ -100,17 +101,18 @@ export interface RouteDeps {
 
 /** The eligible ads as player-store candidates: each ad's cap and window, or the defaults. */
 export function playerCandidates(
-  ads: readonly Entry[],
+  table: AdTable,
+  ads: Int32Array,
   defaults: { readonly defaultCap: number; readonly defaultWindowMs: number },
 ): PlayerCandidate[] {
-  return ads.map((e) => ({
-    id: e.id,
-    cap: e.ad.frequency_cap ?? defaults.defaultCap,
-    windowMs:
-      e.ad.frequency_window === undefined
-        ? defaults.defaultWindowMs
-        : Math.round(e.ad.frequency_window * 1000),
-  }));
+  return Array.from(ads, (i) => {
+    const window = table.frequencyWindow(i);
+    return {
+      id: table.id(i),
+      cap: table.frequencyCap(i) ?? defaults.defaultCap,
+      windowMs: window === undefined ? defaults.defaultWindowMs : Math.round(window * 1000),
+    };
+  });
 }
 
 function authFailureKind(reason: string): AuthFailure {
@@ -152,7 +154,9 @@ const TEXT_HEADERS = Object.freeze({ ...SECURITY_HEADERS, "Content-Type": "text/
 type Outcome =
   | {
       readonly kind: "fill";
-      readonly entry: Entry;
+      /** The chosen ad: its number in `ads`. */
+      readonly ads: AdTable;
+      readonly ad: number;
       readonly version: string;
       readonly nonce: string;
       readonly token: string;
@@ -257,7 +261,7 @@ export function makeRoutes(deps: RouteDeps): {
   };
 
   const fill = (
-    entry: Entry,
+    ad: number,
     query: AdQuery,
     snapshot: Snapshot,
     hour: number,
@@ -266,17 +270,19 @@ export function makeRoutes(deps: RouteDeps): {
     rateHeaders: Record<string, string> | null,
   ): Outcome => {
     metrics.decision(Decision.fill, (performance.now() - started) / 1000);
-    stats.served(entry.id, query.country, query.lang, hour);
+    const ads = snapshot.ads;
+    const adId = ads.id(ad);
+    stats.served(adId, query.country, query.lang, hour);
     const nonce = impressions.nonce();
     const token = impressions.signer.sign({
-      adId: entry.id,
+      adId,
       decidedAtMs: now,
       nonce,
       ...(query.playerId === null ? {} : { playerHash: hashPlayerId(query.playerId) }),
       country: query.country,
       lang: query.lang,
     });
-    return { kind: "fill", entry, version: snapshot.version, nonce, token, rateHeaders };
+    return { kind: "fill", ads, ad, version: snapshot.version, nonce, token, rateHeaders };
   };
 
   const nofill = (
@@ -296,11 +302,11 @@ export function makeRoutes(deps: RouteDeps): {
    * Candidates per eligible list, made once: the same array for the same ads, so the Redis store
    * encodes them once too (see `encodeCandidates`). Weak: dropped with the snapshot.
    */
-  const candidateLists = new WeakMap<readonly Entry[], readonly PlayerCandidate[]>();
-  const candidatesOf = (ads: readonly Entry[]): readonly PlayerCandidate[] => {
+  const candidateLists = new WeakMap<Int32Array, readonly PlayerCandidate[]>();
+  const candidatesOf = (table: AdTable, ads: Int32Array): readonly PlayerCandidate[] => {
     let list = candidateLists.get(ads);
     if (list === undefined) {
-      list = Object.freeze(playerCandidates(ads, players));
+      list = Object.freeze(playerCandidates(table, ads, players));
       candidateLists.set(ads, list);
     }
     return list;
@@ -355,11 +361,11 @@ export function makeRoutes(deps: RouteDeps): {
     };
     if (query.playerId === null) return roundRobin();
 
-    const candidates = candidatesOf(found.ads);
+    const candidates = candidatesOf(snapshot.ads, found.ads);
     const settle = (choice: PlayerChoice): Outcome =>
       choice.kind === "capped"
         ? nofill("frequency_capped", query, snapshot, hour, started, rateHeaders)
-        : fill(found.ads[choice.index] as Entry, query, snapshot, hour, now, started, rateHeaders);
+        : fill(found.ads[choice.index] as number, query, snapshot, hour, now, started, rateHeaders);
     const onError = (error: unknown): Outcome => {
       if (!(error instanceof StoreError)) throw error;
       storeFailed(error, rid);
@@ -453,7 +459,7 @@ export function makeRoutes(deps: RouteDeps): {
       "Adsrv-Catalog-Version": outcome.version,
     };
     if (outcome.rateHeaders !== null) Object.assign(headers, outcome.rateHeaders);
-    return new Response(impressions.urls.withImpressionUrl(bodyHead(outcome.entry), outcome.token), {
+    return new Response(impressions.urls.withImpressionUrl(outcome.ads.bodyHead(outcome.ad), outcome.token), {
       headers,
     });
   };
@@ -469,7 +475,7 @@ export function makeRoutes(deps: RouteDeps): {
     };
     if (outcome.rateHeaders !== null) Object.assign(headers, outcome.rateHeaders);
     if (outcome.kind === "nofill") return new Response(renderNoFill(outcome.reason), { headers });
-    const xml = renderPrepared(deps.vast.get(outcome.entry.ad), {
+    const xml = renderPrepared(deps.vast.get(outcome.ads, outcome.ad), {
       adServingId: outcome.nonce,
       impressionUrl: impressions.urls.url(outcome.token),
     });

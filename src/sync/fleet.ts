@@ -125,7 +125,7 @@ export class FleetSync {
       const fresh = fetched.kind === "valid" && applied.kind !== "failed";
       if (version === undefined || version === stored || !(fresh || stored === null)) return applied;
       // The canonical validated catalog, never the raw body: what is stored has passed validation.
-      const doc = JSON.stringify({ ads: holder.current?.ads ?? [] });
+      const doc = JSON.stringify({ ads: holder.current?.ads.toArray() ?? [] });
       const published = await store.publish({ token, version, doc, fetchedAt: now() });
       if (published === "lost_lock")
         log.warn("catalog fetch lock lost before publishing; another instance will publish");

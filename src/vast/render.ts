@@ -172,49 +172,66 @@ function noFillDocument(url: string): string {
   return `${XML_DECL}${VAST_OPEN}<Error>${cdata(toAnyUri(url))}</Error></VAST>\n`;
 }
 
-/** A bounded map of prepared ads, keyed by ad object (a new snapshot's ads are new objects). */
+/** Where the cache reads ads from: a snapshot's ad table (src/catalog/table.ts). */
+export interface VastSource {
+  /** Ad `i` as an object. */
+  at(i: number): VastAd;
+}
+
+/** A bounded map of prepared ads, per ad table (a new snapshot's table is a new object). */
 export interface VastCache {
-  /** The prepared parts of `ad`, built on first use. */
-  get(ad: VastAd): PreparedVast;
+  /** The prepared parts of ad `i` of `ads`, built on first use. */
+  get(ads: VastSource, i: number): PreparedVast;
+  /** Prepared ads held for the table used last. */
   readonly size: number;
   clear(): void;
 }
 
 /**
- * Prepares ads on first use and keeps at most `maxEntries` (oldest first out). Keyed by object
- * identity, so ads of a replaced catalog are never returned for a new one; they age out.
+ * Prepares ads on first use and keeps at most `maxEntries` per table (oldest first out). Keyed
+ * by table, then ad number, so ads of a replaced catalog are never returned for a new one; a
+ * replaced table's cache goes with it.
  */
 export function createVastCache(options: VastOptions & { readonly maxEntries?: number } = {}): VastCache {
   const max = Math.max(1, Math.floor(options.maxEntries ?? 65_536));
-  const map = new Map<VastAd, PreparedVast>();
-  // Insertion order in a ring: evicting through `map.keys()` gets slow once a Map holds many
-  // deleted entries (measured: ~100 µs per get with 50 % misses on Bun 1.4.5).
-  let ring: (VastAd | undefined)[] = [];
-  let next = 0;
+  interface PerTable {
+    readonly map: Map<number, PreparedVast>;
+    // Insertion order in a ring: evicting through `map.keys()` gets slow once a Map holds many
+    // deleted entries (measured: ~100 µs per get with 50 % misses on Bun 1.4.5).
+    readonly ring: number[];
+    next: number;
+  }
+  let tables = new WeakMap<VastSource, PerTable>();
+  let last: PerTable | null = null;
   return {
-    get(ad) {
-      let prepared = map.get(ad);
+    get(ads, i) {
+      let table = tables.get(ads);
+      if (table === undefined) {
+        table = { map: new Map(), ring: [], next: 0 };
+        tables.set(ads, table);
+      }
+      last = table;
+      const { map, ring } = table;
+      let prepared = map.get(i);
       if (prepared === undefined) {
-        prepared = prepareVast(ad, options);
+        prepared = prepareVast(ads.at(i), options);
         if (ring.length < max) {
-          ring.push(ad);
+          ring.push(i);
         } else {
-          const oldest = ring[next];
-          if (oldest !== undefined) map.delete(oldest);
-          ring[next] = ad;
-          next = (next + 1) % max;
+          map.delete(ring[table.next] as number);
+          ring[table.next] = i;
+          table.next = (table.next + 1) % max;
         }
-        map.set(ad, prepared);
+        map.set(i, prepared);
       }
       return prepared;
     },
     get size() {
-      return map.size;
+      return last?.map.size ?? 0;
     },
     clear() {
-      map.clear();
-      ring = [];
-      next = 0;
+      tables = new WeakMap();
+      last = null;
     },
   };
 }

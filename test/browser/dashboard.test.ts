@@ -246,9 +246,10 @@ test.skipIf(!haveChromium)(
       await page.fill("#catalog-search", "jpn");
       const visible = await page.locator("#catalog-table tbody tr:not([hidden])").count();
       const expected =
-        server.holder.current?.ads.filter((a) =>
-          `${a.id} ${a.country} ${a.lang} ${a.video_url}`.toLowerCase().includes("jpn"),
-        ).length ?? 0;
+        server.holder.current?.ads
+          .toArray()
+          .filter((a) => `${a.id} ${a.country} ${a.lang} ${a.video_url}`.toLowerCase().includes("jpn"))
+          .length ?? 0;
       expect(expected).toBeGreaterThan(0);
       expect(visible).toBe(expected);
       await page.fill("#catalog-search", "");

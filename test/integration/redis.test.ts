@@ -83,7 +83,7 @@ describe("fleet through Redis", () => {
       return (
         new Set(versions).size === 1 &&
         versions[0] === nodes[0]?.server.holder.current?.version &&
-        nodes.every((n) => n.server.holder.current?.ads[0]?.id === "v2a")
+        nodes.every((n) => n.server.holder.current?.ads.toArray()[0]?.id === "v2a")
       );
     }, 2_000);
     expect(converged).toBe(true);
@@ -176,7 +176,9 @@ describe("fleet through Redis", () => {
     expect((await fetch(`${closed.server.url}/ad_request?country=us&lang=eng`)).status).toBe(200);
     // The catalog keeps being served, and a source change still arrives (solo fetching).
     svc.catalog = { ads: [sampleAd("solo1")] };
-    expect(await until(async () => open.server.holder.current?.ads[0]?.id === "solo1", 5_000)).toBe(true);
+    expect(await until(async () => open.server.holder.current?.ads.toArray()[0]?.id === "solo1", 5_000)).toBe(
+      true,
+    );
 
     await r.up();
     expect(await until(async () => (await player(closed.server)) === 200, 10_000)).toBe(true);

@@ -353,6 +353,6 @@ describe("catalog sync", () => {
     svc.mode = "500";
     const second = await start({ catalog: svc.url, stateDir: dir });
     await second.server.ready;
-    expect(second.server.holder.current?.ads.map((a) => a.id)).toEqual(["a1", "a2", "a3"]);
+    expect(second.server.holder.current?.ads.toArray().map((a) => a.id)).toEqual(["a1", "a2", "a3"]);
   });
 });

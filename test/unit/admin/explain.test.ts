@@ -65,7 +65,7 @@ describe("explain", () => {
       const e = explain(snapshot, "us", "eng", hour);
       const found = eligible(snapshot, "us", "eng", hour);
       const live = e.ads.filter((x) => x.eligible).map((x) => x.id);
-      expect(live).toEqual(found.kind === "ads" ? found.ads.map((x) => x.id) : []);
+      expect(live).toEqual(found.kind === "ads" ? Array.from(found.ads, (i) => snapshot.ads.id(i)) : []);
       const chosen = e.ads.filter((x) => x.reason === "chosen");
       if (e.decision.outcome === "fill") expect(chosen.map((x) => x.id)).toEqual([e.decision.id]);
       else expect(chosen).toEqual([]);

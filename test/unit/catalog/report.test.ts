@@ -171,7 +171,7 @@ describe("rotationAt", () => {
       const r = rotationAt(snap, "us", "eng", h);
       const e = eligible(snap, "us", "eng", h);
       if (r.kind !== "ads" || e.kind !== "ads") throw new Error("us/eng has an all-day ad");
-      expect(r.ids).toEqual(r.ids.map((_, tick) => choose(e.ads, tick).id));
+      expect(r.ids).toEqual(r.ids.map((_, tick) => snap.ads.id(choose(e.ads, tick))));
     }
     expect(rotationAt(snap, "us", "eng", 1)).toEqual({ kind: "ads", ids: ["a", "b", "c"] });
     expect(rotationAt(snap, "us", "eng", 23)).toEqual({ kind: "ads", ids: ["a", "c"] });

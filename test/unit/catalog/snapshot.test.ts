@@ -1,14 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
-  adBody,
   buildSnapshot,
   buildSnapshotChunked,
   catalogVersion,
-  type Entry,
-  entryOf,
+  type Snapshot,
   versionChunked,
 } from "../../../src/catalog/snapshot.ts";
+import { packAds } from "../../../src/catalog/table.ts";
 import type { Ad } from "../../../src/catalog/types.ts";
 import { choose, eligible } from "../../../src/decision/decide.ts";
 import { isAvailable } from "../../../src/decision/hours.ts";
@@ -23,6 +22,9 @@ const ad = (id: string, country: string, lang: string, start: number, end: numbe
   end_hour: end,
 });
 
+/** The ids of a list of ad numbers. */
+const ids = (snap: Snapshot, list: Int32Array): string[] => Array.from(list, (i) => snap.ads.id(i));
+
 describe("eligible + choose", () => {
   const ads = [
     ad("a", "us", "eng", 0, 0),
@@ -35,7 +37,7 @@ describe("eligible + choose", () => {
   test("returns the ads live at the hour, in catalog order", () => {
     const at = (h: number) => {
       const e = eligible(snap, "us", "eng", h);
-      return e.kind === "ads" ? e.ads.map((x) => x.id) : e.reason;
+      return e.kind === "ads" ? ids(snap, e.ads) : e.reason;
     };
     expect(at(0)).toEqual(["a", "c"]);
     expect(at(1)).toEqual(["a", "b", "c"]);
@@ -65,7 +67,7 @@ describe("eligible + choose", () => {
   test("bodies hold exactly id and video_url", () => {
     const e = eligible(snap, "fr", "fra", 9);
     if (e.kind !== "ads") throw new Error("expected ads");
-    expect(JSON.parse(adBody(e.ads[0] as Entry))).toEqual({
+    expect(JSON.parse(`${snap.ads.bodyHead(e.ads[0] as number)}}`)).toEqual({
       id: "d",
       video_url: "https://cdn.example.com/d.mp4",
     });
@@ -75,7 +77,7 @@ describe("eligible + choose", () => {
     fc.assert(
       fc.property(fc.string({ unit: "binary", maxLength: 40 }), fc.string({ maxLength: 60 }), (id, tail) => {
         const a = { ...ad("x", "us", "eng", 0, 0), id, video_url: `https://cdn.example.com/${tail}` };
-        expect(adBody(entryOf(a))).toBe(JSON.stringify({ id, video_url: a.video_url }));
+        expect(`${packAds([a]).bodyHead(0)}}`).toBe(JSON.stringify({ id, video_url: a.video_url }));
       }),
       { numRuns: 500, seed: 3 },
     );
@@ -87,7 +89,7 @@ describe("eligible + choose", () => {
     const counts = new Map<string, number>();
     const order: string[] = [];
     for (let tick = 0; tick < 3 * 7; tick++) {
-      const chosen = choose(e.ads, tick).id;
+      const chosen = snap.ads.id(choose(e.ads, tick));
       counts.set(chosen, (counts.get(chosen) ?? 0) + 1);
       if (tick < 6) order.push(chosen);
     }
@@ -119,7 +121,7 @@ describe("eligible + choose", () => {
                   (x) => x.country === c && x.lang === l && isAvailable(x.start_hour, x.end_hour, h),
                 );
                 const e = eligible(s, c, l, h);
-                if (e.kind === "ads") expect(e.ads.map((x) => x.id)).toEqual(scan.map((x) => x.id));
+                if (e.kind === "ads") expect(ids(s, e.ads)).toEqual(scan.map((x) => x.id));
                 else expect(scan).toEqual([]);
               }
             }
@@ -166,8 +168,8 @@ describe("in slices", () => {
         for (let h = 0; h < 24; h++) {
           const a = eligible(sliced, country, lang, h);
           const w = eligible(whole, country, lang, h);
-          expect(a.kind === "ads" ? a.ads.map((e) => e.id) : a.reason).toEqual(
-            w.kind === "ads" ? w.ads.map((e) => e.id) : w.reason,
+          expect(a.kind === "ads" ? ids(sliced, a.ads) : a.reason).toEqual(
+            w.kind === "ads" ? ids(whole, w.ads) : w.reason,
           );
         }
       }

@@ -9,6 +9,7 @@ import {
   renderPrepared,
   renderVast,
   type VastAd,
+  type VastSource,
 } from "../../../src/vast/render.ts";
 import { toAnyUri } from "../../../src/vast/xml.ts";
 import { schemaCheckUnavailable, validateAll } from "./xmllint.ts";
@@ -194,16 +195,28 @@ describe("rendering", () => {
     expect(renderNoFill("x", "https://e.example/err?r=x")).toContain("<![CDATA[https://e.example/err?r=x]]>");
   });
 
+  /** What the cache reads, as a snapshot's ad table gives it. */
+  const source = (list: readonly VastAd[]): VastSource => ({ at: (i) => list[i] as VastAd });
+
   test("the cache prepares each ad once and stays within its bound", () => {
     const cache = createVastCache({ maxEntries: 3 });
-    const ads = ADS.slice(0, 5);
-    const first = cache.get(ads[0] as VastAd);
-    expect(cache.get(ads[0] as VastAd)).toBe(first);
-    for (const ad of ads) cache.get(ad);
+    const ads = source(ADS.slice(0, 5));
+    const first = cache.get(ads, 0);
+    expect(cache.get(ads, 0)).toBe(first);
+    for (let i = 0; i < 5; i++) cache.get(ads, i);
     expect(cache.size).toBe(3);
-    expect(cache.get(ads[0] as VastAd)).not.toBe(first); // aged out, prepared again
-    expect(cache.get(ads[0] as VastAd).head).toBe(first.head);
+    expect(cache.get(ads, 0)).not.toBe(first); // aged out, prepared again
+    expect(cache.get(ads, 0).head).toBe(first.head);
     cache.clear();
     expect(cache.size).toBe(0);
+  });
+
+  test("the cache is per table: a new catalog's ad 0 is never an old catalog's ad 0", () => {
+    const cache = createVastCache();
+    const before = source(ADS.slice(0, 2));
+    const after = source(ADS.slice(1, 3));
+    expect(cache.get(before, 0).head).toBe(prepareVast(before.at(0) as VastAd).head);
+    expect(cache.get(after, 0).head).toBe(prepareVast(after.at(0) as VastAd).head);
+    expect(cache.get(after, 0).head).not.toBe(cache.get(before, 0).head);
   });
 });
