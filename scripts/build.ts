@@ -30,7 +30,8 @@ const stubDevtools: BunPlugin = {
 
 const started = performance.now();
 const result = await Bun.build({
-  entrypoints: [`${import.meta.dir}/../cli/main.ts`],
+  // The catalog worker is its own entry point: `new Worker(url)` finds it in the executable.
+  entrypoints: [`${import.meta.dir}/../cli/main.ts`, `${import.meta.dir}/../src/catalog/worker.ts`],
   compile: {
     outfile,
     autoloadDotenv: false,

@@ -11,6 +11,7 @@ import { startAdminServer } from "./admin/server.ts";
 import { KeyStore } from "./auth/apikey.ts";
 import { Gate } from "./auth/gate.ts";
 import { createJwtVerifier } from "./auth/jwt.ts";
+import { createOffThreadBuilder } from "./catalog/offthread.ts";
 import sample from "./catalog/sample-catalog.json";
 import { buildSnapshot } from "./catalog/snapshot.ts";
 import { validateCatalog } from "./catalog/validate.ts";
@@ -48,6 +49,8 @@ export interface ServerDeps {
   readonly metrics?: Metrics;
   /** False in worker processes other than the first: one admin listener per instance. */
   readonly adminEnabled?: boolean;
+  /** Build big catalogs on a worker thread (default true); false builds them in slices here. */
+  readonly catalogWorker?: boolean;
 }
 
 export interface RunningServer {
@@ -196,6 +199,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
         });
 
   let sync: CatalogSync | null = null;
+  const builder = config.catalog !== null && deps.catalogWorker !== false ? createOffThreadBuilder() : null;
   /** The public listener once it is open: a rebuild's pacing reads its requests in flight. */
   let listening: { readonly pendingRequests: number } | null = null;
   if (config.catalog === null) {
@@ -221,6 +225,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
       ...(fleet === null ? {} : { coordinator: fleet }),
       answered: () => metrics.answered,
       inFlight: () => listening?.pendingRequests ?? 0,
+      builder,
     });
     fleet?.attach(sync);
   }
@@ -332,6 +337,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
   const releaseResources = (): Promise<void> => {
     released ??= (async () => {
       sync?.stop();
+      builder?.close();
       fleet?.stop();
       if (breakerTimer !== null) clearInterval(breakerTimer);
       if (shared !== null) {
@@ -380,7 +386,6 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
           return { candidates, history: await playerDecisions.store.peek(playerId, candidates, now()) };
         },
       });
-      log.info("admin listening", { url: admin.url });
     } catch (error) {
       log.error("admin listener could not start; serving continues without it", {
         error: String(error).slice(0, 200),

@@ -738,12 +738,12 @@ async function main(): Promise<void> {
       "",
       `Catalog load of ${fmtInt(load.ads)} ads (${fmtMiB(load.bytes)}) in a fresh process`,
       table(
-        ["read", "parse + validate", "index + swap", "total", "peak RSS"],
+        ["read", "parse, validate, index (worker)", "snapshot + swap", "total", "peak RSS"],
         [
           [
             `${Math.round(load.readMs)} ms`,
-            `${Math.round(load.parseValidateMs)} ms`,
-            `${Math.round(load.indexMs)} ms`,
+            `${Math.round(load.buildMs)} ms`,
+            `${Math.round(load.swapMs)} ms`,
             `${Math.round(load.totalMs)} ms`,
             fmtMiB(load.peakRss),
           ],

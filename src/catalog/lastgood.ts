@@ -5,15 +5,15 @@
  */
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Ad } from "./types.ts";
 
 const FILE = "catalog.json";
 
-export async function saveLastGood(dir: string, ads: readonly Ad[]): Promise<void> {
+/** Saves the canonical document (`{"ads":[…]}` of the valid ads), as text or UTF-8. */
+export async function saveLastGood(dir: string, doc: string | Uint8Array): Promise<void> {
   await mkdir(dir, { recursive: true });
   const target = join(dir, FILE);
   const temp = join(dir, `.${FILE}.${process.pid}.${Date.now()}.tmp`);
-  await writeFile(temp, JSON.stringify({ ads }));
+  await writeFile(temp, doc);
   await rename(temp, target);
 }
 

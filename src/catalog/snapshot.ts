@@ -254,6 +254,11 @@ export function bucketAds(bucket: Bucket): number[] {
   return [...seen].sort((a, b) => a - b);
 }
 
+/** The index of packed ads, at once (the off-thread build: src/catalog/worker.ts). */
+export function indexOf(columns: AdColumns): IndexData {
+  return runSync(indexSteps(columns));
+}
+
 function* snapshotSteps(ads: readonly Ad[], version: string, loadedAt: number): Generator<void, Snapshot> {
   const columns = yield* packSteps(ads);
   const data = yield* indexSteps(columns);

@@ -43,8 +43,33 @@ export type FetchFailure =
 
 export type FetchResult =
   | { readonly kind: "unchanged" }
-  | { readonly kind: "body"; readonly text: string; readonly validators: Validators; readonly bytes: number }
+  | {
+      readonly kind: "body";
+      /** The body as read; `text` decodes it (UTF-8, a leading byte order mark dropped) on first use. */
+      readonly data: Uint8Array;
+      readonly text: string;
+      readonly validators: Validators;
+      readonly bytes: number;
+    }
   | { readonly kind: "failed"; readonly failure: FetchFailure; readonly message: string };
+
+/**
+ * A body result. The text is decoded only when asked for: the sync loop hands a big body's bytes
+ * to the catalog worker as they are (src/catalog/offthread.ts), so this thread never decodes it.
+ */
+function bodyOf(data: Uint8Array, validators: Validators, bytes: number): FetchResult {
+  let text: string | null = null;
+  return {
+    kind: "body",
+    data,
+    get text() {
+      text ??= new TextDecoder().decode(data);
+      return text;
+    },
+    validators,
+    bytes,
+  };
+}
 
 export function isUrl(source: string): boolean {
   return /^https?:\/\//i.test(source);
@@ -80,13 +105,12 @@ async function readFile(
         message: `file is ${info.size} bytes, over the ${limits.maxBytes} limit`,
       };
     }
-    // Bun.file().text() decodes off the event loop: for 1M ads (144 MiB) the loop's longest gap
-    // during the read is 7-10 ms, against 88-110 ms with readFile() + toString("utf8")
-    // (`readLoopGapMs` of scripts/bench/load.ts). Like the URL path's TextDecoder, it drops a
-    // leading byte order mark. At most the limit (+1) bytes are read, whatever the file does.
-    const text = await Bun.file(path)
+    // Bun.file().bytes() reads off the event loop (readFile() + toString("utf8") left 88-110 ms
+    // gaps for 1M ads, 144 MiB: `readLoopGapMs` of scripts/bench/load.ts). At most the limit
+    // (+1) bytes are read, whatever the file does.
+    const data = await Bun.file(path)
       .slice(0, limits.maxBytes + 1)
-      .text();
+      .bytes();
     // Written to while it was read (in place rather than renamed over): this text may be neither
     // version, nor within the limit. The next check reads it again.
     const after = await stat(path);
@@ -97,7 +121,7 @@ async function readFile(
         message: `${path} changed while it was read; it is read again at the next check`,
       };
     }
-    return { kind: "body", text, validators: { fileStamp: stamp }, bytes: info.size };
+    return bodyOf(data, { fileStamp: stamp }, info.size);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return { kind: "failed", failure: "not_found", message: `${path} does not exist` };
@@ -172,8 +196,7 @@ async function fetchUrl(
   if (etag) validators.etag = etag;
   if (lastModified) validators.lastModified = lastModified;
   if (!body.ok) return { kind: "failed", failure: "too_large", message: body.message };
-  const text = new TextDecoder().decode(body.body);
-  return { kind: "body", text, validators, bytes: body.bytes };
+  return bodyOf(body.body, validators, body.bytes);
 }
 
 export type CappedBody =

@@ -28,8 +28,8 @@ export interface PublishInput {
   readonly token: string;
   /** The catalog version (content hash). */
   readonly version: string;
-  /** The canonical validated catalog JSON text. */
-  readonly doc: string;
+  /** The canonical validated catalog JSON: text, or its UTF-8 bytes. */
+  readonly doc: string | Uint8Array;
   /** When it was fetched (ms since the epoch). */
   readonly fetchedAt: number;
 }
@@ -98,7 +98,7 @@ return 0
 
 const decompress = promisify(zstdDecompress);
 
-function sha256Hex(text: string): string {
+function sha256Hex(text: string | Uint8Array): string {
   return new Bun.CryptoHasher("sha256").update(text).digest("hex");
 }
 
@@ -125,7 +125,9 @@ export function catalogStore(conn: StoreConnection, options: CatalogStoreOptions
 
     async publish({ token, version, doc, fetchedAt }) {
       const started = performance.now();
-      const packed = Buffer.from(await Bun.zstdCompress(Buffer.from(doc))).toString("base64");
+      const packed = Buffer.from(
+        await Bun.zstdCompress(typeof doc === "string" ? Buffer.from(doc) : doc),
+      ).toString("base64");
       const left = Math.max(1, docTimeout.timeoutMs - (performance.now() - started));
       const reply = await conn.eval(
         PUBLISH_SCRIPT,

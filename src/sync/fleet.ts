@@ -119,13 +119,15 @@ export class FleetSync {
       keep = fetched.kind !== "failed";
       const applied = await sync.applyFetched(fetched, "source");
       const version = holder.current?.version;
+      // Taken at once, publish or not: it must not outlive this tick.
+      const canonical = version === undefined ? null : sync.takeCanonical(version);
       // Publish a document this tick took from the source, or what this instance serves when
       // Redis has nothing (it lost its data while the source answers 304). Never otherwise: a
       // stored version this build could not load must not be replaced by an older one.
       const fresh = fetched.kind === "valid" && applied.kind !== "failed";
       if (version === undefined || version === stored || !(fresh || stored === null)) return applied;
       // The canonical validated catalog, never the raw body: what is stored has passed validation.
-      const doc = JSON.stringify({ ads: holder.current?.ads.toArray() ?? [] });
+      const doc = canonical ?? JSON.stringify({ ads: holder.current?.ads.toArray() ?? [] });
       const published = await store.publish({ token, version, doc, fetchedAt: now() });
       if (published === "lost_lock")
         log.warn("catalog fetch lock lost before publishing; another instance will publish");

@@ -9,8 +9,9 @@
  * @module
  */
 import { loadLastGood, saveLastGood } from "../catalog/lastgood.ts";
+import type { Built, OffThreadBuilder } from "../catalog/offthread.ts";
 import { buildSnapshot, buildSnapshotChunked, type Snapshot, versionChunked } from "../catalog/snapshot.ts";
-import type { RejectCode, ValidationResult } from "../catalog/types.ts";
+import type { Issue, RejectCode, ValidationResult } from "../catalog/types.ts";
 import { type FetchFailure, type FetchLimits, readSource, type Validators } from "../catalog/upstream.ts";
 import { parseCatalog, parseCatalogChunked } from "../catalog/validate.ts";
 import type { Logger } from "../telemetry/log.ts";
@@ -27,7 +28,7 @@ export type SyncOutcome =
   | { readonly kind: "unchanged" }
   | {
       readonly kind: "failed";
-      readonly failure: FetchFailure | RejectCode | "state_dir_empty";
+      readonly failure: FetchFailure | RejectCode | "state_dir_empty" | "worker";
       readonly message: string;
     };
 
@@ -55,7 +56,18 @@ export interface SyncOptions {
    */
   readonly answered?: () => number;
   readonly inFlight?: () => number;
+  /**
+   * Builds big catalogs on a worker thread while a snapshot is live (see `prepare`); without
+   * it, or when it fails, they are built here in slices.
+   */
+  readonly builder?: OffThreadBuilder | null;
 }
+
+/** A catalog text parsed and validated: here (ads), or on the worker (a built snapshot). */
+type Prepared =
+  | { readonly kind: "ads"; readonly result: ValidationResult; readonly chunked: boolean }
+  | { readonly kind: "built"; readonly built: Built }
+  | { readonly kind: "worker_failed"; readonly message: string };
 
 /** A source read and validated, not yet applied. */
 export type Fetched =
@@ -63,9 +75,8 @@ export type Fetched =
   | { readonly kind: "failed"; readonly outcome: SyncOutcome }
   | {
       readonly kind: "valid";
-      readonly result: ValidationResult & { readonly ok: true };
+      readonly prepared: Prepared;
       readonly bytes: number;
-      readonly chunked: boolean;
       readonly validators: Validators;
     };
 
@@ -100,6 +111,10 @@ export class CatalogSync {
   private stopped = false;
   private running: Promise<SyncOutcome> | null = null;
   private answeredAtPause = 0;
+  /** Set when the catalog worker failed once: builds then run on this thread. */
+  private workerFailed = false;
+  /** The canonical document of the last catalog taken from the source, for the fleet to publish. */
+  private canonical: { readonly version: string; readonly doc: () => string | Uint8Array } | null = null;
   private timerPauseAt = 0;
 
   /**
@@ -195,26 +210,27 @@ export class CatalogSync {
         outcome: { kind: "failed", failure: fetched.failure, message: fetched.message },
       };
     }
-    const { result, chunked } = await this.parse(fetched.text, "source");
-    this.logIssues(result);
-    if (!result.ok) {
+    const prepared = await this.prepare(fetched.data, "source");
+    this.logIssues(prepared);
+    const rejected = rejectionOf(prepared);
+    if (rejected !== null) {
       return {
         kind: "failed",
         outcome: {
           kind: "failed",
-          failure: result.code,
-          message: `${result.message} (${fetched.bytes} bytes)`,
+          failure: rejected.code,
+          message: `${rejected.message} (${fetched.bytes} bytes)`,
         },
       };
     }
-    return { kind: "valid", result, bytes: fetched.bytes, chunked, validators: fetched.validators };
+    return { kind: "valid", prepared, bytes: fetched.bytes, validators: fetched.validators };
   }
 
   /** Applies what `fetchValidated` returned (swap, save) and reports the outcome. */
   async applyFetched(fetched: Fetched, from: "source" | "redis"): Promise<SyncOutcome> {
     if (fetched.kind === "unchanged") return this.report({ kind: "unchanged" });
     if (fetched.kind === "failed") return this.report(fetched.outcome);
-    const outcome = await this.accept(fetched.result, from, fetched.bytes, fetched.chunked, false);
+    const outcome = await this.accept(fetched.prepared, from, fetched.bytes, false);
     // Remember validators only for an accepted document, so a rejected one is read again.
     if (outcome.kind !== "failed" && from === "source") this.validators = fetched.validators;
     return this.report(outcome);
@@ -222,19 +238,55 @@ export class CatalogSync {
 
   /** Validates a catalog text from another instance (Redis) and applies it. */
   async applyText(text: string, from: "redis"): Promise<SyncOutcome> {
-    const { result, chunked } = await this.parse(text, from);
-    return this.report(await this.accept(result, from, text.length, chunked));
+    return this.report(await this.accept(await this.prepare(text, from), from, text.length));
   }
 
-  /** Parses and validates: in slices when a snapshot is live and the text is big, else at once. */
-  private async parse(
-    text: string,
-    from: "source" | "redis",
-  ): Promise<{ readonly result: ValidationResult; readonly chunked: boolean }> {
-    const chunked = this.options.holder.current !== null && text.length >= CHUNKED_FROM_CHARS;
-    if (!chunked) return { result: parseCatalog(text), chunked };
-    this.options.log.debug("rebuilding the catalog in slices", { chars: text.length, from });
-    return { result: await parseCatalogChunked(text, this.pause, SLICE_MS), chunked };
+  /**
+   * Parses and validates. A big text: on the worker thread, which also builds the snapshot, so
+   * this thread's heap never holds the parsed catalog; if there is no worker or it fails, here:
+   * in slices while a snapshot is live, else at once. A small text: here at once.
+   */
+  private async prepare(
+    body: string | Uint8Array,
+    from: "source" | "redis" | "state_dir",
+  ): Promise<Prepared> {
+    const { holder, log, builder, stateDir, now } = this.options;
+    const live = holder.current;
+    // For the copy saved in the state dir, and for the fleet's shared copy.
+    const canonical =
+      (stateDir !== null && from !== "state_dir") ||
+      (this.options.coordinator !== undefined && from === "source");
+    const size = typeof body === "string" ? body.length : body.byteLength;
+    const text = (): string => (typeof body === "string" ? body : new TextDecoder().decode(body));
+    if (size < CHUNKED_FROM_CHARS) return { kind: "ads", result: parseCatalog(text()), chunked: false };
+    if (builder && !this.workerFailed) {
+      log.debug("building the catalog on the worker thread", { size, from });
+      try {
+        return { kind: "built", built: await builder.build(body, canonical, now) };
+      } catch (error) {
+        // The bytes went to the worker (moved, not copied): this attempt fails and is retried
+        // with backoff, and every later build runs on this thread.
+        this.workerFailed = true;
+        const message = `catalog worker failed: ${String(error).slice(0, 200)}`;
+        log.error("catalog worker failed; catalogs are built on the serving thread from now on", {
+          error: message,
+        });
+        return { kind: "worker_failed", message };
+      }
+    }
+    if (live === null) return { kind: "ads", result: parseCatalog(text()), chunked: false };
+    log.debug("rebuilding the catalog in slices", { size, from });
+    return { kind: "ads", result: await parseCatalogChunked(text(), this.pause, SLICE_MS), chunked: true };
+  }
+
+  /**
+   * The canonical document of `version` if it is the last catalog taken from the source (once:
+   * it is dropped here), else null.
+   */
+  takeCanonical(version: string): string | Uint8Array | null {
+    const kept = this.canonical;
+    this.canonical = null;
+    return kept !== null && kept.version === version ? kept.doc() : null;
   }
 
   /** Reports an outcome decided elsewhere (the fleet coordinator): logs and `onOutcome`. */
@@ -242,9 +294,10 @@ export class CatalogSync {
     return this.report(outcome);
   }
 
-  private logIssues(result: ValidationResult): void {
+  private logIssues(prepared: Prepared): void {
     const { log } = this.options;
-    for (const issue of result.issues.slice(0, 100)) {
+    const { issues, skipped } = issuesOf(prepared);
+    for (const issue of issues.slice(0, 100)) {
       log.warn("catalog entry skipped", {
         index: issue.index,
         id: issue.id,
@@ -252,8 +305,7 @@ export class CatalogSync {
         detail: issue.message,
       });
     }
-    if (result.issues.length > 100)
-      log.warn("more catalog entries skipped", { count: result.issues.length - 100 });
+    if (skipped > 100) log.warn("more catalog entries skipped", { count: skipped - 100 });
   }
 
   async loadFromStateDir(): Promise<SyncOutcome> {
@@ -263,21 +315,49 @@ export class CatalogSync {
       this.options.log.info("no saved catalog in the state dir yet", { dir });
       return { kind: "failed", failure: "state_dir_empty", message: "no saved catalog in the state dir" };
     }
-    return this.report(await this.accept(parseCatalog(text), "state_dir", text.length, false));
+    return this.report(await this.accept(await this.prepare(text, "state_dir"), "state_dir", text.length));
   }
 
   private async accept(
-    result: ValidationResult,
+    prepared: Prepared,
     from: "source" | "state_dir" | "redis",
     bytes: number,
-    chunked: boolean,
     logIssues = true,
   ): Promise<SyncOutcome> {
     const { holder, log, now, stateDir } = this.options;
-    if (logIssues) this.logIssues(result);
-    if (!result.ok) {
-      return { kind: "failed", failure: result.code, message: `${result.message} (${bytes} bytes)` };
+    if (logIssues) this.logIssues(prepared);
+    const rejected = rejectionOf(prepared);
+    if (rejected !== null) {
+      return { kind: "failed", failure: rejected.code, message: `${rejected.message} (${bytes} bytes)` };
     }
+    const save = (doc: string | Uint8Array | (() => string)): Promise<void> | undefined =>
+      stateDir === null || from === "state_dir"
+        ? undefined
+        : saveLastGood(stateDir, typeof doc === "function" ? doc() : doc).catch((error: unknown) => {
+            log.error("cannot save the catalog to the state dir", { error: String(error).slice(0, 200) });
+          });
+    if (prepared.kind === "worker_failed") throw new Error("unreachable: a failed build was accepted");
+    if (prepared.kind === "built") {
+      const built = prepared.built;
+      if (built.kind !== "built" || holder.current?.version === built.snapshot.version)
+        return { kind: "unchanged" };
+      holder.swap(built.snapshot);
+      const doc = built.canonical;
+      if (doc !== null) {
+        if (from === "source" && this.options.coordinator)
+          this.canonical = { version: built.snapshot.version, doc: () => doc };
+        await save(doc);
+      }
+      return {
+        kind: "updated",
+        version: built.snapshot.version,
+        ads: built.ads,
+        skipped: built.skipped,
+        from,
+      };
+    }
+    const { result, chunked } = prepared;
+    if (!result.ok) throw new Error("unreachable: a rejected catalog was accepted");
     let snapshot: Snapshot;
     if (chunked) {
       // Version first: an unchanged catalog costs no index.
@@ -290,11 +370,9 @@ export class CatalogSync {
       if (holder.current?.version === snapshot.version) return { kind: "unchanged" };
     }
     holder.swap(snapshot);
-    if (stateDir !== null && from !== "state_dir") {
-      await saveLastGood(stateDir, result.ads).catch((error: unknown) => {
-        log.error("cannot save the catalog to the state dir", { error: String(error).slice(0, 200) });
-      });
-    }
+    const doc = (): string => JSON.stringify({ ads: result.ads });
+    if (from === "source" && this.options.coordinator) this.canonical = { version: snapshot.version, doc };
+    await save(doc);
     return {
       kind: "updated",
       version: snapshot.version,
@@ -326,4 +404,20 @@ export class CatalogSync {
     this.options.onOutcome?.(outcome);
     return outcome;
   }
+}
+
+/** Why a prepared catalog was refused (or could not be built), or null when it was not. */
+function rejectionOf(
+  prepared: Prepared,
+): { readonly code: RejectCode | "worker"; readonly message: string } | null {
+  if (prepared.kind === "worker_failed") return { code: "worker", message: prepared.message };
+  if (prepared.kind === "built") return prepared.built.kind === "rejected" ? prepared.built : null;
+  return prepared.result.ok ? null : prepared.result;
+}
+
+/** The first skipped entries, and how many there were. */
+function issuesOf(prepared: Prepared): { readonly issues: readonly Issue[]; readonly skipped: number } {
+  if (prepared.kind === "worker_failed") return { issues: [], skipped: 0 };
+  if (prepared.kind === "built") return prepared.built;
+  return { issues: prepared.result.issues, skipped: prepared.result.issues.length };
 }

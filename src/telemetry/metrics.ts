@@ -123,6 +123,7 @@ const SYNC_FAILURE_INDEX = {
   wrong_shape: 8,
   all_invalid: 9,
   state_dir_empty: 10,
+  worker: 11,
 } as const satisfies Record<SyncFailureKind, number>;
 const SYNC_FAILURE_NAMES = Object.keys(SYNC_FAILURE_INDEX) as readonly SyncFailureKind[];
 

@@ -204,60 +204,70 @@ describe("catalog sync", () => {
     expect(await adId(h)).toBe("new");
   });
 
-  test("a big catalog replaced while one is live is rebuilt in slices: the loop turns and requests are answered meanwhile", async () => {
-    const dir = await tempDir();
-    const file = join(dir, "catalog.json");
-    const many = (prefix: string) =>
-      JSON.stringify({ ads: Array.from({ length: 10_000 }, (_, i) => sampleAd(`${prefix}${i}`)) });
-    expect(many("old-").length).toBeGreaterThan(1 << 20); // the size from which rebuilds are sliced
-    await writeFile(file, many("old-"));
-    const lines: string[] = [];
-    const outcomes = waiter<SyncOutcome>();
-    const server = await startServer(
-      makeConfig({
-        listen: { host: "127.0.0.1", port: 0 },
-        refreshSeconds: 0.05,
-        catalog: file,
-        fetch: { ...DEFAULT_TEST_LIMITS, maxBytes: 16 * 1024 * 1024 },
-      }),
-      {
-        now: () => DAY0 + 5 * HOUR,
-        log: createLogger({ level: "debug", write: (line) => lines.push(line) }),
-        onSyncOutcome: (o) => outcomes.push(o),
-      },
-    );
-    cleanups.push(() => server.stop());
-    await server.ready;
-    // Ticks of a 1 ms timer and answers from this process, each stamped with whether the sliced
-    // rebuild had started (its debug line) and whether the new catalog was live yet.
-    const started = () => lines.some((l) => l.includes("rebuilding the catalog in slices"));
-    let ticks = 0;
-    const ticker = setInterval(() => {
-      if (started()) ticks++;
-    }, 1);
-    cleanups.push(() => clearInterval(ticker));
-    let live = false;
-    const updated = outcomes
-      .next((o) => o.kind === "updated")
-      .then(() => {
-        live = true;
-      });
-    await writeFile(file, many("new-"));
-    const during: string[] = [];
-    while (!live) {
+  test.each([
+    ["on the catalog worker", true, "building the catalog on the worker thread"],
+    ["in slices (no worker)", false, "rebuilding the catalog in slices"],
+  ])(
+    "a big catalog replaced while one is live is built %s: the loop turns and requests are answered meanwhile",
+    async (_, catalogWorker, startLine) => {
+      const dir = await tempDir();
+      const file = join(dir, "catalog.json");
+      const many = (prefix: string) =>
+        JSON.stringify({ ads: Array.from({ length: 10_000 }, (_, i) => sampleAd(`${prefix}${i}`)) });
+      expect(many("old-").length).toBeGreaterThan(1 << 20); // the size from which rebuilds are sliced
+      await writeFile(file, many("old-"));
+      const lines: string[] = [];
+      const outcomes = waiter<SyncOutcome>();
+      const server = await startServer(
+        makeConfig({
+          listen: { host: "127.0.0.1", port: 0 },
+          refreshSeconds: 0.05,
+          catalog: file,
+          fetch: { ...DEFAULT_TEST_LIMITS, maxBytes: 16 * 1024 * 1024 },
+        }),
+        {
+          now: () => DAY0 + 5 * HOUR,
+          log: createLogger({ level: "debug", write: (line) => lines.push(line) }),
+          onSyncOutcome: (o) => outcomes.push(o),
+          catalogWorker,
+        },
+      );
+      cleanups.push(() => server.stop());
+      await server.ready;
+      // Ticks of a 1 ms timer and answers from this process, each stamped with whether the
+      // rebuild had started (its debug line) and whether the new catalog was live yet.
+      const rebuilds = () => lines.filter((l) => l.includes(startLine)).length;
+      const first = rebuilds(); // the first load went to the worker too (it has one)
+      expect(first).toBe(catalogWorker ? 1 : 0);
+      const started = () => rebuilds() > first;
+      let ticks = 0;
+      const ticker = setInterval(() => {
+        if (started()) ticks++;
+      }, 1);
+      cleanups.push(() => clearInterval(ticker));
+      let live = false;
+      const updated = outcomes
+        .next((o) => o.kind === "updated")
+        .then(() => {
+          live = true;
+        });
+      await writeFile(file, many("new-"));
+      const during: string[] = [];
+      while (!live) {
+        const res = await fetch(`${server.url}/ad_request?country=us&lang=eng`);
+        const { id } = (await res.json()) as { id: string };
+        if (started() && !live) during.push(id);
+      }
+      await updated;
+      clearInterval(ticker);
+      // A rebuild in one go would answer nothing and tick never between its start and the swap.
+      expect(ticks).toBeGreaterThan(3);
+      expect(during.length).toBeGreaterThan(0);
+      expect(during.every((id) => id.startsWith("old-"))).toBe(true);
       const res = await fetch(`${server.url}/ad_request?country=us&lang=eng`);
-      const { id } = (await res.json()) as { id: string };
-      if (started() && !live) during.push(id);
-    }
-    await updated;
-    clearInterval(ticker);
-    // A rebuild in one go would answer nothing and tick never between its start and the swap.
-    expect(ticks).toBeGreaterThan(3);
-    expect(during.length).toBeGreaterThan(0);
-    expect(during.every((id) => id.startsWith("old-"))).toBe(true);
-    const res = await fetch(`${server.url}/ad_request?country=us&lang=eng`);
-    expect(((await res.json()) as { id: string }).id.startsWith("new-")).toBe(true);
-  });
+      expect(((await res.json()) as { id: string }).id.startsWith("new-")).toBe(true);
+    },
+  );
 
   test("a changed service catalog is picked up; validators make unchanged polls 304s", async () => {
     const svc = service({ ads: [sampleAd("old")] });

@@ -127,6 +127,20 @@ describe("catalog publish and read", () => {
     raw.close();
   });
 
+  test("a document given as UTF-8 bytes (the catalog worker's) reads back as the same text", async () => {
+    const a = catalogStore(connA);
+    const text = catalogText(40).replace("cdn", "cdn-é"); // a non-ASCII character
+    const token = (await a.tryLock("inst-a")) as string;
+    const published = await a.publish({
+      token,
+      version: "v-bytes",
+      doc: new TextEncoder().encode(text),
+      fetchedAt: 9,
+    });
+    expect(published).toBe("published");
+    expect(await catalogStore(connB).readDoc()).toEqual({ version: "v-bytes", text, fetchedAt: 9 });
+  });
+
   test("fenced: a stale lock holder's publish is refused and changes nothing", async () => {
     const a = catalogStore(connA, { lockTtlMs: 60 });
     const b = catalogStore(connB, { lockTtlMs: 60_000 });

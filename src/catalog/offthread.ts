@@ -1,0 +1,148 @@
+/**
+ * Builds catalogs on a worker thread (worker.ts), one at a time, for the sync loop: the serving
+ * thread then spends its time on requests, not on parsing a million ads. A worker that fails to
+ * start, crashes or answers with an error makes `build` reject; the caller builds on its own
+ * thread instead (slower for requests, never wrong), and the next build starts a fresh worker.
+ * @module
+ */
+import { type IndexData, type Snapshot, snapshotOf } from "./snapshot.ts";
+import { type AdColumns, AdTable } from "./table.ts";
+import type { Issue, RejectCode } from "./types.ts";
+
+export interface BuildRequest {
+  readonly id: number;
+  /** The catalog document: text, or UTF-8 bytes (moved to the worker, not copied). */
+  readonly text: string | Uint8Array;
+  /** Whether to send the canonical document (`{"ads":[…]}` of the valid ads) back, as UTF-8. */
+  readonly canonical: boolean;
+}
+
+interface Counts {
+  readonly id: number;
+  /** The first skipped entries (up to 100), for the log. */
+  readonly issues: readonly Issue[];
+  /** All skipped entries. */
+  readonly skipped: number;
+}
+
+export type BuildReply =
+  | (Counts & { readonly kind: "rejected"; readonly code: RejectCode; readonly message: string })
+  | (Counts & {
+      readonly kind: "built";
+      readonly version: string;
+      readonly ads: number;
+      readonly columns: AdColumns;
+      readonly index: IndexData;
+      readonly canonical: Uint8Array | null;
+    })
+  | { readonly id: number; readonly kind: "error"; readonly message: string };
+
+/** A build's outcome, with the snapshot made from a `built` reply. */
+export type Built =
+  | Exclude<BuildReply, { kind: "built" } | { kind: "error" }>
+  | (Counts & {
+      readonly kind: "built";
+      readonly snapshot: Snapshot;
+      readonly ads: number;
+      readonly canonical: Uint8Array | null;
+    });
+
+export interface OffThreadBuilder {
+  /**
+   * Builds `text` (a string, or UTF-8 bytes: these are moved to the worker when they own their
+   * buffer, and are unusable here afterwards). Rejects when the worker fails (start, crash, error).
+   */
+  build(text: string | Uint8Array, canonical: boolean, loadedAt: () => number): Promise<Built>;
+  /** Stops the worker: the build in progress and any later one reject. */
+  close(): void;
+}
+
+export class WorkerFailed extends Error {}
+
+/**
+ * The worker's module: beside this one in the source tree. In the compiled executable (built
+ * with it as a second entry point, scripts/build.ts) modules live under `/$bunfs/root/`, and a
+ * worker is found by its source path from the project root; a URL made from this module's own
+ * (`/$bunfs/root/adsrv`) is not (checked with a scratch build: ModuleNotFound).
+ */
+const WORKER_URL = import.meta.url.includes("/$bunfs/")
+  ? "./src/catalog/worker.ts"
+  : new URL("./worker.ts", import.meta.url).href;
+
+export function createOffThreadBuilder(workerUrl: string = WORKER_URL): OffThreadBuilder {
+  let worker: Worker | null = null;
+  let nextId = 0;
+  let pending: {
+    readonly id: number;
+    readonly resolve: (reply: BuildReply) => void;
+    readonly reject: (error: Error) => void;
+  } | null = null;
+  let queue: Promise<unknown> = Promise.resolve();
+  let closed = false;
+
+  const fail = (message: string): void => {
+    worker?.terminate();
+    worker = null;
+    const p = pending;
+    pending = null;
+    p?.reject(new WorkerFailed(message));
+  };
+
+  const started = (): Worker => {
+    if (worker !== null) return worker;
+    const w = new Worker(workerUrl);
+    w.unref();
+    w.onmessage = (event: MessageEvent<BuildReply>) => {
+      const p = pending;
+      if (p === null || event.data.id !== p.id) return;
+      pending = null;
+      p.resolve(event.data);
+    };
+    w.onerror = (event) => fail(`catalog worker failed: ${event.message}`);
+    w.addEventListener("close", () => {
+      if (worker === w) fail("catalog worker exited");
+    });
+    worker = w;
+    return w;
+  };
+
+  const once = (text: string | Uint8Array, canonical: boolean): Promise<BuildReply> =>
+    new Promise<BuildReply>((resolve, reject) => {
+      if (closed) {
+        reject(new WorkerFailed("catalog worker closed"));
+        return;
+      }
+      const id = nextId++;
+      pending = { id, resolve, reject };
+      try {
+        const request: BuildRequest = { id, text, canonical };
+        const owned =
+          typeof text !== "string" && text.byteOffset === 0 && text.byteLength === text.buffer.byteLength;
+        started().postMessage(request, owned ? [text.buffer as ArrayBuffer] : []);
+      } catch (error) {
+        fail(`catalog worker could not start: ${String(error).slice(0, 200)}`);
+      }
+    });
+
+  return {
+    build(text, canonical, loadedAt) {
+      // One build at a time: the worker has one thread, and the sync loop runs one anyway.
+      const run = queue.then(async (): Promise<Built> => {
+        const reply = await once(text, canonical);
+        // A worker per build: its heap, which held the parsed catalog, goes with it.
+        worker?.terminate();
+        worker = null;
+        if (reply.kind === "error") throw new WorkerFailed(reply.message);
+        if (reply.kind !== "built") return reply;
+        const { columns, index, version, ...rest } = reply;
+        return { ...rest, snapshot: snapshotOf(new AdTable(columns), index, version, loadedAt()) };
+      });
+      queue = run.catch(() => {});
+      return run;
+    },
+    close() {
+      closed = true;
+      fail("catalog worker closed");
+    },
+  };
+}

@@ -1,0 +1,111 @@
+/**
+ * The off-thread catalog build (src/catalog/offthread.ts + worker.ts): a real worker thread
+ * builds what the serving thread would build, or says why not.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import {
+  createOffThreadBuilder,
+  type OffThreadBuilder,
+  WorkerFailed,
+} from "../../../src/catalog/offthread.ts";
+import { buildSnapshot, type Snapshot } from "../../../src/catalog/snapshot.ts";
+import { parseCatalog } from "../../../src/catalog/validate.ts";
+import { eligible } from "../../../src/decision/decide.ts";
+import { sampleAd } from "../../rig.ts";
+
+const builders: OffThreadBuilder[] = [];
+afterEach(() => {
+  for (const b of builders.splice(0)) b.close();
+});
+const builder = (url?: string): OffThreadBuilder => {
+  const b = createOffThreadBuilder(url);
+  builders.push(b);
+  return b;
+};
+
+const countries = ["us", "fr", "jp"];
+const langs = ["eng", "fra"];
+const ads = Array.from({ length: 9_000 }, (_, i) => ({
+  ...sampleAd(`ad-${i}`),
+  country: countries[i % 3] as string,
+  lang: langs[i % 2] as string,
+  start_hour: i % 24,
+  end_hour: (i * 7) % 25,
+  ...(i % 10 === 0 ? { frequency_cap: 2, duration: 15 } : {}),
+}));
+const text = JSON.stringify({ ads: [...ads, { id: "broken" }] });
+
+/** Every (country, lang, hour) answer of a snapshot, as ids. */
+function answers(snap: Snapshot): string[] {
+  const out: string[] = [];
+  for (const c of countries)
+    for (const l of langs)
+      for (let h = 0; h < 24; h++) {
+        const e = eligible(snap, c, l, h);
+        out.push(
+          `${c} ${l} ${h}: ${e.kind === "ads" ? Array.from(e.ads, (i) => snap.ads.id(i)).join(",") : e.reason}`,
+        );
+      }
+  return out;
+}
+
+describe("off-thread build", () => {
+  test("gives the snapshot the serving thread would build, and the canonical document", async () => {
+    const local = parseCatalog(text);
+    if (!local.ok) throw new Error("the fixture is valid");
+    const expected = buildSnapshot(local.ads, 5);
+    const built = await builder().build(text, true, () => 5);
+    if (built.kind !== "built") throw new Error(`expected built, got ${built.kind}`);
+    expect(built.snapshot.version).toBe(expected.version);
+    expect(built.snapshot.loadedAt).toBe(5);
+    expect(built.ads).toBe(9_000);
+    expect(built.skipped).toBe(1);
+    expect(built.issues.map((i) => i.index)).toEqual([9_000]);
+    expect(answers(built.snapshot)).toEqual(answers(expected));
+    expect(built.snapshot.ads.toArray()).toEqual(local.ads as never);
+    expect(new TextDecoder().decode(built.canonical ?? new Uint8Array())).toBe(
+      JSON.stringify({ ads: local.ads }),
+    );
+  });
+
+  test("UTF-8 bytes are moved to the worker, not copied; no canonical document unless asked", async () => {
+    const bytes = new TextEncoder().encode(text);
+    const built = await builder().build(bytes, false, Date.now);
+    if (built.kind !== "built") throw new Error("expected built");
+    expect(built.canonical).toBeNull();
+    expect(built.ads).toBe(9_000);
+    expect(bytes.byteLength).toBe(0); // transferred: the buffer is detached here
+    // A view on part of a buffer is copied (its buffer is not the caller's to give away).
+    const inner = new TextEncoder().encode(` ${text} `).subarray(1, -1);
+    expect((await builder().build(inner, false, Date.now)).kind).toBe("built");
+    expect(inner.byteLength).toBe(text.length);
+  });
+
+  test("a refused document says why, with its skipped entries", async () => {
+    const built = await builder().build('{"ads":[{"id":1}]}', false, Date.now);
+    expect(built).toMatchObject({ kind: "rejected", code: "all_invalid", skipped: 1 });
+    expect((await builder().build("{not json", false, Date.now)).kind).toBe("rejected");
+  });
+
+  test("builds queue one after another, each answered with its own result", async () => {
+    const b = builder();
+    const small = JSON.stringify({ ads: [sampleAd("only")] });
+    const [x, y] = await Promise.all([b.build(text, false, Date.now), b.build(small, false, Date.now)]);
+    expect(x.kind === "built" && x.ads).toBe(9_000);
+    expect(y.kind === "built" && y.snapshot.ads.id(0)).toBe("only");
+  });
+
+  test("a worker that cannot start rejects the build", async () => {
+    const b = builder(new URL("./no-such-worker.ts", import.meta.url).href);
+    await expect(b.build(text, false, Date.now)).rejects.toBeInstanceOf(WorkerFailed);
+  });
+
+  test("closing rejects the build in progress and any later one", async () => {
+    const b = builder();
+    const pending = b.build(text, false, Date.now);
+    await Bun.sleep(0); // the build has been handed to the worker
+    b.close();
+    await expect(pending).rejects.toBeInstanceOf(WorkerFailed);
+    await expect(b.build(text, false, Date.now)).rejects.toBeInstanceOf(WorkerFailed);
+  });
+});
