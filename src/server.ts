@@ -199,7 +199,10 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
         });
 
   let sync: CatalogSync | null = null;
-  const builder = config.catalog !== null && deps.catalogWorker !== false ? createOffThreadBuilder() : null;
+  const builder =
+    config.catalog !== null && deps.catalogWorker !== false
+      ? createOffThreadBuilder({ activity: metrics.answeredCell })
+      : null;
   /** The public listener once it is open: a rebuild's pacing reads its requests in flight. */
   let listening: { readonly pendingRequests: number } | null = null;
   if (config.catalog === null) {

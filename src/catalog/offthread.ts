@@ -15,6 +15,11 @@ export interface BuildRequest {
   readonly text: string | Uint8Array;
   /** Whether to send the canonical document (`{"ads":[…]}` of the valid ads) back, as UTF-8. */
   readonly canonical: boolean;
+  /**
+   * The server's answered-requests counter in shared memory (`Metrics.answeredCell`), or null:
+   * the worker pauses between slices while it moves.
+   */
+  readonly activity: Int32Array | null;
 }
 
 interface Counts {
@@ -69,7 +74,16 @@ const WORKER_URL = import.meta.url.includes("/$bunfs/")
   ? "./src/catalog/worker.ts"
   : new URL("./worker.ts", import.meta.url).href;
 
-export function createOffThreadBuilder(workerUrl: string = WORKER_URL): OffThreadBuilder {
+export interface OffThreadOptions {
+  /** The worker's module (default: worker.ts, as found in the source tree or the executable). */
+  readonly workerUrl?: string;
+  /** See `BuildRequest.activity`. */
+  readonly activity?: Int32Array | null;
+}
+
+export function createOffThreadBuilder(options: OffThreadOptions = {}): OffThreadBuilder {
+  const workerUrl = options.workerUrl ?? WORKER_URL;
+  const activity = options.activity ?? null;
   let worker: Worker | null = null;
   let nextId = 0;
   let pending: {
@@ -115,7 +129,7 @@ export function createOffThreadBuilder(workerUrl: string = WORKER_URL): OffThrea
       const id = nextId++;
       pending = { id, resolve, reject };
       try {
-        const request: BuildRequest = { id, text, canonical };
+        const request: BuildRequest = { id, text, canonical, activity };
         const owned =
           typeof text !== "string" && text.byteOffset === 0 && text.byteLength === text.buffer.byteLength;
         started().postMessage(request, owned ? [text.buffer as ArrayBuffer] : []);

@@ -80,7 +80,7 @@ const HOUR_TEXT: readonly string[] = Array.from({ length: 25 }, (_, h) => String
 /** Lines hashed per `update` call: fewer native calls, same bytes. */
 const HASH_BATCH = 256;
 
-function* versionSteps(ads: readonly Ad[]): Generator<void, string> {
+export function* versionSteps(ads: readonly Ad[]): Generator<void, string> {
   const hasher = new Bun.CryptoHasher("sha256");
   let batch = "";
   for (let i = 0; i < ads.length; i++) {
@@ -104,7 +104,7 @@ export function catalogVersion(ads: readonly Ad[]): string {
 /** Ads indexed per step (between two possible pauses of a chunked build). */
 const STEP = 256;
 
-function* indexSteps(columns: AdColumns): Generator<void, IndexData> {
+export function* indexSteps(columns: AdColumns): Generator<void, IndexData> {
   const { count, country, lang, hours } = columns;
   // Bucket of each ad (first-seen order) and its hour mask.
   const bucketOf = new Map<number, number>(); // country code << 16 | lang code → bucket
@@ -252,11 +252,6 @@ export function bucketAds(bucket: Bucket): number[] {
   const seen = new Set<number>();
   for (const list of new Set(bucket.hours)) for (const i of list) seen.add(i);
   return [...seen].sort((a, b) => a - b);
-}
-
-/** The index of packed ads, at once (the off-thread build: src/catalog/worker.ts). */
-export function indexOf(columns: AdColumns): IndexData {
-  return runSync(indexSteps(columns));
 }
 
 function* snapshotSteps(ads: readonly Ad[], version: string, loadedAt: number): Generator<void, Snapshot> {

@@ -35,12 +35,31 @@ export interface AdColumns {
   readonly hours: Uint8Array;
   /** 1 when the ad's id and video_url go into JSON as they are (see `bodyHead`). */
   readonly plain: Uint8Array;
-  /** Chunk k holds `id + video_url` of ads k·4096 … k·4096+4095, one after the other. */
-  readonly texts: readonly string[];
+  /**
+   * Chunk k holds `id + video_url` of ads k·4096 … k·4096+4095, one after the other: a string,
+   * or its UTF-8 bytes (as the catalog worker sends it), decoded on first use.
+   */
+  readonly texts: readonly (string | Uint8Array)[];
   /** Where ad i's id (2i) and video_url (2i+1) start in its chunk. */
   readonly pos: Uint32Array;
   /** `EXTRA` numbers per ad, or null when no ad has an optional field. */
   readonly extra: Float64Array | null;
+}
+
+const DECODER = new TextDecoder();
+const ENCODER = new TextEncoder();
+/** A UTF-16 surrogate: a chunk with any is sent as a string (a lone one would not survive UTF-8). */
+const SURROGATE = /[\ud800-\udfff]/;
+
+/**
+ * The columns with their text chunks as UTF-8 bytes where that round-trips (always, but for a
+ * lone surrogate), for posting with the bytes' buffers transferred: strings would be copied.
+ */
+export function textsAsBytes(columns: AdColumns): AdColumns {
+  const texts = columns.texts.map((t) =>
+    typeof t === "string" && !SURROGATE.test(t) ? ENCODER.encode(t) : t,
+  );
+  return { ...columns, texts };
 }
 
 /** Printable ASCII without `"` and `\\`: JSON.stringify leaves such a string as it is. */
@@ -124,9 +143,12 @@ export function* packSteps(ads: readonly Ad[]): Generator<void, AdColumns> {
 export class AdTable implements Iterable<Ad> {
   readonly length: number;
   readonly #c: AdColumns;
+  /** `columns.texts`, each chunk replaced by its string once decoded. */
+  readonly #texts: (string | Uint8Array)[];
 
   constructor(columns: AdColumns) {
     this.#c = columns;
+    this.#texts = [...columns.texts];
     this.length = columns.count;
   }
 
@@ -136,7 +158,12 @@ export class AdTable implements Iterable<Ad> {
   }
 
   #text(i: number): string {
-    return this.#c.texts[i >>> TEXT_CHUNK_BITS] as string;
+    const k = i >>> TEXT_CHUNK_BITS;
+    const text = this.#texts[k] as string | Uint8Array;
+    if (typeof text === "string") return text;
+    const decoded = DECODER.decode(text);
+    this.#texts[k] = decoded;
+    return decoded;
   }
 
   #urlEnd(i: number): number {

@@ -351,7 +351,7 @@ function* piecewiseSteps(text: string, start: number, end: number): Generator<vo
   return collector.result(index);
 }
 
-function* parseSteps(text: string): Generator<void, ValidationResult> {
+export function* parseSteps(text: string): Generator<void, ValidationResult> {
   const bounds = listBounds(text);
   if (bounds !== null) {
     const result = yield* piecewiseSteps(text, bounds[0], bounds[1]);

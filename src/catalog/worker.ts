@@ -1,25 +1,67 @@
 /**
  * The catalog build off the serving thread: a `Worker` entry (started by offthread.ts). It
- * parses and validates a catalog text, hashes its version, packs the ads and indexes them. The columns and the index are typed arrays and a few strings,
- * posted back with their buffers transferred, so the serving thread receives a snapshot's data
- * without a million objects to copy or to collect (docs/performance.md, "Fourth session").
+ * parses and validates a catalog text, hashes its version, packs the ads and indexes them. The
+ * columns and the index are typed arrays and a few strings, posted back with their buffers
+ * transferred, so the serving thread receives a snapshot's data without a million objects to
+ * copy or to collect (docs/performance.md, "Fourth session").
+ *
+ * Paced like the serving thread's own sliced rebuild (src/sync/loop.ts): slices of SLICE_MS,
+ * and a PAUSE_MS sleep after each while the server answers requests (its answered-requests
+ * counter, in shared memory, moved), so that a build, which takes a core's worth of CPU for
+ * seconds, leaves room to the serving thread when both compete for the same cores (measured on
+ * this 2-core machine: docs/performance.md). The thread also runs at the lowest priority.
  *
  * The protocol (`BuildRequest` → `BuildReply`) is in offthread.ts.
  * @module
  */
+import { setPriority } from "node:os";
 import type { BuildReply, BuildRequest } from "./offthread.ts";
-import { catalogVersion, indexOf } from "./snapshot.ts";
-import { packAds } from "./table.ts";
-import { parseCatalog } from "./validate.ts";
+import { indexSteps, versionSteps } from "./snapshot.ts";
+import { packSteps, textsAsBytes } from "./table.ts";
+import type { ValidationResult } from "./types.ts";
+import { parseSteps } from "./validate.ts";
 
 /** Skipped entries sent back to be logged one by one (the rest are counted). */
 const ISSUES_SENT = 100;
+const SLICE_MS = 1;
+const PAUSE_MS = 1;
 
 declare const self: Worker;
 
+// The lowest CPU priority for this thread only (Linux: setpriority on the calling thread): when
+// the cores are busy, the serving thread runs first.
+try {
+  setPriority(19);
+} catch {
+  // Not permitted here: the build runs at the process's priority.
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/** Runs stepped work to the end, sleeping PAUSE_MS after each slice while `activity` moves. */
+function runPaced<T>(steps: Generator<void, T>, activity: Int32Array | null): T {
+  let seen = activity === null ? 0 : Atomics.load(activity, 0);
+  let sliceStart = performance.now();
+  for (;;) {
+    const next = steps.next();
+    if (next.done) return next.value;
+    if (activity === null || performance.now() - sliceStart < SLICE_MS) continue;
+    const now = Atomics.load(activity, 0);
+    if (now !== seen) {
+      seen = now;
+      Atomics.wait(sleeper, 0, 0, PAUSE_MS);
+    }
+    sliceStart = performance.now();
+  }
+}
+
+/** The document, held here only until it is parsed (see `build`). */
+let document: string | null = null;
+
 function build(request: BuildRequest): { reply: BuildReply; transfer: ArrayBuffer[] } {
-  const text = typeof request.text === "string" ? request.text : new TextDecoder().decode(request.text);
-  const result = parseCatalog(text);
+  const paced = <T>(steps: Generator<void, T>): T => runPaced(steps, request.activity);
+  const result: ValidationResult = paced(parseSteps(document ?? ""));
+  document = null;
   const issues = result.issues.slice(0, ISSUES_SENT);
   const skipped = result.issues.length;
   if (!result.ok) {
@@ -35,10 +77,15 @@ function build(request: BuildRequest): { reply: BuildReply; transfer: ArrayBuffe
       transfer: [],
     };
   }
-  const version = catalogVersion(result.ads);
+  // The document and the parse's garbage go before the columns are packed: the build's peak
+  // memory is then about the ads, not the ads and the document (1M ads: 1.28 GiB → see
+  // docs/performance.md).
+  Bun.gc(true);
+  const version = paced(versionSteps(result.ads));
+  Bun.gc(true); // the hashed lines
   const ads = result.ads.length;
-  const columns = packAds(result.ads).columns;
-  const index = indexOf(columns);
+  const columns = textsAsBytes(paced(packSteps(result.ads)));
+  const index = paced(indexSteps(columns));
   const canonical = request.canonical ? new TextEncoder().encode(JSON.stringify({ ads: result.ads })) : null;
   const buffers = [
     columns.country,
@@ -50,6 +97,7 @@ function build(request: BuildRequest): { reply: BuildReply; transfer: ArrayBuffe
     index.pool,
     index.ranges,
     canonical,
+    ...columns.texts.filter((t) => typeof t !== "string"),
   ].flatMap((a) => (a === null ? [] : [a.buffer as ArrayBuffer]));
   return {
     reply: { id: request.id, kind: "built", version, ads, issues, skipped, columns, index, canonical },
@@ -60,9 +108,17 @@ function build(request: BuildRequest): { reply: BuildReply; transfer: ArrayBuffe
 self.onmessage = (event: MessageEvent<BuildRequest>) => {
   const request = event.data;
   try {
+    const bytes = request.text;
+    document = typeof bytes === "string" ? bytes : new TextDecoder().decode(bytes);
+    (request as { text: unknown }).text = null;
+    // The bytes are not needed past this point: their memory goes now (a detached buffer), not
+    // at the next collection of this thread's heap.
+    if (typeof bytes !== "string" && bytes.byteLength === bytes.buffer.byteLength)
+      (bytes.buffer as ArrayBuffer).transfer(0);
     const { reply, transfer } = build(request);
     self.postMessage(reply, transfer);
   } catch (error) {
+    document = null;
     const reply: BuildReply = { id: request.id, kind: "error", message: String(error).slice(0, 200) };
     self.postMessage(reply);
   }

@@ -88,18 +88,20 @@ export const DEFAULT_MAX_KEYS = 262_144;
 export const DEFAULT_MAX_NO_FILL_KEYS = 24_576;
 const INITIAL_CAPACITY = 256;
 
-/** Maps the keys are spread over, and entries per chunk of a string table (powers of two). */
-const SHARDS = 1024;
+/** Entries per chunk of a string table (a power of two). */
 const CHUNK_BITS = 10;
 const CHUNK = 1 << CHUNK_BITS;
 const HOURS = 24;
 
-/** A cheap spread of `a` over the shards: its length and last six characters (ids differ there). */
-function shardOf(a: string): number {
-  const n = a.length;
-  let h = n;
-  for (let i = n > 6 ? n - 6 : 0; i < n; i++) h = (h * 31 + a.charCodeAt(i)) | 0;
-  return h & (SHARDS - 1);
+/** FNV-1a over the UTF-16 code units of (a, b, c): the bucket of a key. */
+function hashOf(a: string, b: string, c: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < a.length; i++) h = Math.imul(h ^ a.charCodeAt(i), 0x01000193);
+  h = Math.imul(h ^ 0xff, 0x01000193);
+  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b.charCodeAt(i), 0x01000193);
+  h = Math.imul(h ^ 0xff, 0x01000193);
+  for (let i = 0; i < c.length; i++) h = Math.imul(h ^ c.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 /** Strings by index, in chunks of CHUNK: a write makes the collector revisit one chunk, not all. */
@@ -120,7 +122,11 @@ class StringTable {
   }
 }
 
-function grown<T extends Int32Array | Uint8Array | Float64Array>(old: T, length: number, fill: number): T {
+function grown<T extends Int32Array | Uint32Array | Uint8Array | Float64Array>(
+  old: T,
+  length: number,
+  fill: number,
+): T {
   const next = new (old.constructor as new (n: number) => T)(length);
   next.set(old);
   if (fill !== 0) next.fill(fill, old.length);
@@ -129,28 +135,32 @@ function grown<T extends Int32Array | Uint8Array | Float64Array>(old: T, length:
 
 /**
  * Counters keyed by (a, b, c, hour), `columns` numbers per row. A key (a, b, c) gets an index
- * whose 24 hour slots, chain link and strings live in typed arrays and chunked string tables;
- * rows (slots) hold the counts. `a` finds its first key in one of 1,024 Maps (served rows have
- * one key per ad). Freed keys and slots (see `retain`) are reused.
+ * whose 24 hour slots, chain link, hash and strings live in typed arrays and chunked string
+ * tables; rows (slots) hold the counts. A key is found through an open hash of buckets (typed
+ * arrays, chained through `#nextKey`). Freed keys and slots (see `retain`) are reused.
  *
- * Built so that counting a new ad allocates nothing the collector keeps: no object per key, no
- * per-key array, and every container written to is small or a typed array. The first version
- * (a Map of key objects, one slot array) grew the heap by an object graph per ad served: with a
- * 1M-ad catalog, rotation reaches a new ad on nearly every request, and serving p99 at 25k
- * req/s while the table filled was 26 ms (median of 10 runs) against 8.3 ms with counting
- * removed (the heap's growth set off collections of the whole 1M-ad heap); 8.2 ms with this one
- * (docs/performance.md, third session).
+ * Built so that counting a new ad writes to nothing the collector must rescan but the string
+ * table's newest chunk: no object per key, no per-key array, no Map. The first version (a Map of
+ * key objects, one slot array) grew the heap by an object graph per ad served: with a 1M-ad
+ * catalog, rotation reaches a new ad on nearly every request, and serving p99 at 25k req/s while
+ * the table filled was 26 ms (median of 10 runs) against 8.3 ms with counting removed; 8.2 ms
+ * with the second (1,024 Maps from `a` to its first key). With the snapshot in columns (fourth
+ * session) those Maps were what was left: each young collection rescanned every Map written
+ * since the last one, nearly all 1,024 of them at 20k new ads a second (docs/performance.md).
  */
 class CounterTable {
   readonly columns: number;
   maxKeys: number;
-  readonly #firstKey: Map<string, number>[] = Array.from({ length: SHARDS }, () => new Map<string, number>());
+  /** First key of each hash bucket, -1 when empty; a power of two, at least twice the keys. */
+  #buckets = new Int32Array(INITIAL_CAPACITY * 2).fill(-1);
   // Keys.
   readonly #keyA = new StringTable();
   readonly #keyB = new StringTable();
   readonly #keyC = new StringTable();
-  /** Next key with the same `a`, or -1. */
+  /** Next key in the same bucket, or -1. */
   #nextKey = new Int32Array(0);
+  #keyHash = new Uint32Array(0);
+  #keys = 0;
   /** Slot of each (key, hour), -1 when that hour has no row. */
   #keySlots = new Int32Array(0);
   #keyCapacity = 0;
@@ -179,15 +189,24 @@ class CounterTable {
   /** The row's slot, created on first use; -1 when the hour is invalid or the table is full. */
   slot(a: string, b: string, c: string, hour: number): number {
     if (!(hour >= 0 && hour < HOURS && (hour | 0) === hour)) return -1;
-    const shard = this.#firstKey[shardOf(a)] as Map<string, number>;
-    let k = shard.get(a) ?? -1;
-    while (k >= 0 && !(this.#keyB.get(k) === b && this.#keyC.get(k) === c)) k = this.#nextKey[k] as number;
+    const hash = hashOf(a, b, c);
+    let k = this.#buckets[hash & (this.#buckets.length - 1)] as number;
+    while (
+      k >= 0 &&
+      !(
+        this.#keyHash[k] === hash &&
+        this.#keyA.get(k) === a &&
+        this.#keyB.get(k) === b &&
+        this.#keyC.get(k) === c
+      )
+    )
+      k = this.#nextKey[k] as number;
     if (k >= 0) {
       const s = this.#keySlots[k * HOURS + hour] as number;
       if (s >= 0) return s;
     }
     if (this.#used >= this.maxKeys) return -1;
-    if (k < 0) k = this.#newKey(shard, a, b, c);
+    if (k < 0) k = this.#newKey(hash, a, b, c);
     const s = this.#allocate();
     this.#keySlots[k * HOURS + hour] = s;
     this.#slotKey[s] = k;
@@ -232,13 +251,26 @@ class CounterTable {
 
   /** Removes every row whose `a` fails `keep`; their keys and slots are reused. */
   retain(keep: (a: string) => boolean): void {
-    for (const shard of this.#firstKey) {
-      for (const [a, first] of shard) {
-        if (keep(a)) continue;
-        shard.delete(a);
-        for (let k = first; k >= 0; k = this.#nextKey[k] as number) this.#releaseKey(k);
-      }
+    let released = false;
+    for (let k = 0; k < this.#keyHigh; k++) {
+      const a = this.#keyA.get(k);
+      if (a === undefined || keep(a)) continue;
+      this.#releaseKey(k);
+      released = true;
     }
+    if (released) this.#rehash(this.#buckets.length);
+  }
+
+  /** Rebuilds the bucket chains of the keys in use, over `size` buckets. */
+  #rehash(size: number): void {
+    const buckets = new Int32Array(size).fill(-1);
+    for (let k = 0; k < this.#keyHigh; k++) {
+      if (this.#keyA.get(k) === undefined) continue;
+      const b = (this.#keyHash[k] as number) & (size - 1);
+      this.#nextKey[k] = buckets[b] as number;
+      buckets[b] = k;
+    }
+    this.#buckets = buckets;
   }
 
   #releaseKey(k: number): void {
@@ -256,24 +288,32 @@ class CounterTable {
     this.#keyB.set(k, undefined);
     this.#keyC.set(k, undefined);
     this.#freeKeys.push(k);
+    this.#keys--;
   }
 
-  #newKey(shard: Map<string, number>, a: string, b: string, c: string): number {
+  #newKey(hash: number, a: string, b: string, c: string): number {
     let k = this.#freeKeys.pop();
     if (k === undefined) {
       if (this.#keyHigh === this.#keyCapacity) {
         const capacity = Math.max(INITIAL_CAPACITY, this.#keyCapacity * 2);
         this.#nextKey = grown(this.#nextKey, capacity, -1);
+        this.#keyHash = grown(this.#keyHash, capacity, 0);
         this.#keySlots = grown(this.#keySlots, capacity * HOURS, -1);
         this.#keyCapacity = capacity;
       }
       k = this.#keyHigh++;
     }
+    // At most one key per two buckets: chains stay short. (Before `k` is in use: a rehash links
+    // every key in use.)
+    this.#keys++;
+    if (2 * this.#keys > this.#buckets.length) this.#rehash(this.#buckets.length * 2);
     this.#keyA.set(k, a);
     this.#keyB.set(k, b);
     this.#keyC.set(k, c);
-    this.#nextKey[k] = shard.get(a) ?? -1;
-    shard.set(a, k);
+    this.#keyHash[k] = hash;
+    const bucket = hash & (this.#buckets.length - 1);
+    this.#nextKey[k] = this.#buckets[bucket] as number;
+    this.#buckets[bucket] = k;
     return k;
   }
 

@@ -380,8 +380,14 @@ export type LastSync = SyncOutcome & { readonly at: number };
 
 export class Metrics {
   private readonly requests = new Float64Array(ROUTE_NAMES.length * CODE_NAMES.length);
-  /** HTTP requests answered since start, all routes (the catalog sync paces rebuilds by it). */
-  answered = 0;
+  /**
+   * HTTP requests answered since start, all routes, wrapping at 2^31 (the catalog sync and the
+   * catalog worker pace rebuilds by whether it moved). In shared memory: the worker reads it.
+   */
+  readonly answeredCell = new Int32Array(new SharedArrayBuffer(4));
+  get answered(): number {
+    return this.answeredCell[0] as number;
+  }
   private readonly requestLatency = new Histograms(REQUEST_BUCKETS, ROUTE_NAMES.length);
   private readonly decisions = new Float64Array(DECISION_NAMES.length);
   private readonly decisionLatency = new Histograms(DECISION_BUCKETS, 1);
@@ -400,7 +406,7 @@ export class Metrics {
 
   /** One answered HTTP request: its matched route, status and latency in seconds. */
   request(route: Route, status: number, seconds: number): void {
-    this.answered++;
+    this.answeredCell[0] = ((this.answeredCell[0] as number) + 1) | 0;
     const code = status >= 0 && status < 600 ? (CODE_INDEX[status | 0] as number) : CODE_OTHER;
     const i = route * CODE_NAMES.length + code;
     this.requests[i] = (this.requests[i] as number) + 1;

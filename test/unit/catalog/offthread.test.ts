@@ -18,7 +18,7 @@ afterEach(() => {
   for (const b of builders.splice(0)) b.close();
 });
 const builder = (url?: string): OffThreadBuilder => {
-  const b = createOffThreadBuilder(url);
+  const b = createOffThreadBuilder(url === undefined ? {} : { workerUrl: url });
   builders.push(b);
   return b;
 };

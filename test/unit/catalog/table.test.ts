@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { packAds, packSteps, TEXT_CHUNK_BITS } from "../../../src/catalog/table.ts";
+import { AdTable, packAds, packSteps, TEXT_CHUNK_BITS, textsAsBytes } from "../../../src/catalog/table.ts";
 import type { Ad } from "../../../src/catalog/types.ts";
 import { fuzz } from "../../fuzz.ts";
 
@@ -47,6 +47,21 @@ describe("packAds", () => {
             JSON.stringify({ id: ads[i]?.id, video_url: ads[i]?.video_url }),
           );
         }
+      }),
+      fuzz(300),
+    );
+  });
+
+  test("property: as the worker sends them (text chunks as UTF-8 bytes), the ads read back the same", () => {
+    const odd = fc.constantFrom("\ud800", "\udfff", "😀", "é", "");
+    fc.assert(
+      fc.property(fc.array(fc.tuple(anAd, odd), { maxLength: 30 }), (rows) => {
+        const ads = rows.map(([a, extra]) => ({ ...a, video_url: `${a.video_url}${extra}` }));
+        const sent = textsAsBytes(packAds(ads).columns);
+        // One chunk here: bytes unless it holds a surrogate (then it stays a string, lone or not).
+        const surrogate = ads.some((a) => /[\ud800-\udfff]/.test(a.id + a.video_url));
+        expect(sent.texts.every((t) => typeof t !== "string")).toBe(!surrogate);
+        expect(new AdTable(sent).toArray()).toEqual(ads);
       }),
       fuzz(300),
     );

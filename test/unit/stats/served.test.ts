@@ -159,6 +159,23 @@ describe("ServedStats", () => {
     expect(Object.keys(json.by_ad)).toEqual(["__proto__"]);
   });
 
+  test("thousands of keys: the key index grows and finds every row again; retain relinks the rest", () => {
+    const stats = new ServedStats({ startedAtMs: 0 });
+    const ids = Array.from({ length: 3_000 }, (_, i) => `ad-${i}`);
+    // Two passes: the second finds every key made by the first (through several index growths).
+    for (let pass = 0; pass < 2; pass++)
+      for (const [i, id] of ids.entries()) stats.served(id, i % 2 ? "us" : "fr", "eng", i % 24);
+    expect(stats.size.rows).toBe(3_000);
+    const servedOf = () => new Map(stats.snapshot(0).rows.map((r) => [r.ad, r.served]));
+    expect([...servedOf().values()].every((n) => n === 2)).toBe(true);
+    stats.retain((id) => Number(id.slice(3)) % 3 !== 0); // a third leave the catalog
+    expect(stats.size.rows).toBe(2_000);
+    for (const [i, id] of ids.entries()) stats.served(id, i % 2 ? "us" : "fr", "eng", i % 24);
+    const after = servedOf();
+    expect(after.size).toBe(3_000);
+    for (const [i, id] of ids.entries()) expect(after.get(id)).toBe(i % 3 === 0 ? 1 : 3);
+  });
+
   test("fast-check: counts match a reference model, and the sum of drains equals the snapshot", () => {
     const event = fc.record({
       kind: fc.constantFrom("served", "served", "impression", "noFill", "drain", "retain"),
