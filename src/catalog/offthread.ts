@@ -62,7 +62,9 @@ export interface OffThreadBuilder {
   close(): void;
 }
 
-export class WorkerFailed extends Error {}
+export class WorkerFailed extends Error {
+  override readonly name = "WorkerFailed";
+}
 
 /**
  * The worker's module: beside this one in the source tree. In the compiled executable (built
@@ -79,17 +81,25 @@ export interface OffThreadOptions {
   readonly workerUrl?: string;
   /** See `BuildRequest.activity`. */
   readonly activity?: Int32Array | null;
+  /**
+   * A build not answered within this many ms fails (default 120,000: a 256 MiB catalog, the
+   * default byte cap, builds in well under that even paced under load), so a stuck worker never
+   * stops the sync loop.
+   */
+  readonly timeoutMs?: number;
 }
 
 export function createOffThreadBuilder(options: OffThreadOptions = {}): OffThreadBuilder {
   const workerUrl = options.workerUrl ?? WORKER_URL;
   const activity = options.activity ?? null;
+  const timeoutMs = options.timeoutMs ?? 120_000;
   let worker: Worker | null = null;
   let nextId = 0;
   let pending: {
     readonly id: number;
     readonly resolve: (reply: BuildReply) => void;
     readonly reject: (error: Error) => void;
+    readonly timer: ReturnType<typeof setTimeout>;
   } | null = null;
   let queue: Promise<unknown> = Promise.resolve();
   let closed = false;
@@ -99,7 +109,9 @@ export function createOffThreadBuilder(options: OffThreadOptions = {}): OffThrea
     worker = null;
     const p = pending;
     pending = null;
-    p?.reject(new WorkerFailed(message));
+    if (p === null) return;
+    clearTimeout(p.timer);
+    p.reject(new WorkerFailed(message));
   };
 
   const started = (): Worker => {
@@ -110,6 +122,7 @@ export function createOffThreadBuilder(options: OffThreadOptions = {}): OffThrea
       const p = pending;
       if (p === null || event.data.id !== p.id) return;
       pending = null;
+      clearTimeout(p.timer);
       p.resolve(event.data);
     };
     w.onerror = (event) => fail(`catalog worker failed: ${event.message}`);
@@ -127,11 +140,17 @@ export function createOffThreadBuilder(options: OffThreadOptions = {}): OffThrea
         return;
       }
       const id = nextId++;
-      pending = { id, resolve, reject };
+      const timer = setTimeout(() => fail(`catalog worker gave no answer within ${timeoutMs} ms`), timeoutMs);
+      timer.unref?.();
+      pending = { id, resolve, reject, timer };
       try {
         const request: BuildRequest = { id, text, canonical, activity };
+        // Moved only when the view owns a whole buffer; else copied (or shared: a SharedArrayBuffer).
         const owned =
-          typeof text !== "string" && text.byteOffset === 0 && text.byteLength === text.buffer.byteLength;
+          typeof text !== "string" &&
+          text.buffer instanceof ArrayBuffer &&
+          text.byteOffset === 0 &&
+          text.byteLength === text.buffer.byteLength;
         started().postMessage(request, owned ? [text.buffer as ArrayBuffer] : []);
       } catch (error) {
         fail(`catalog worker could not start: ${String(error).slice(0, 200)}`);

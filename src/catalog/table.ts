@@ -46,7 +46,8 @@ export interface AdColumns {
   readonly extra: Float64Array | null;
 }
 
-const DECODER = new TextDecoder();
+/** Keeps a leading U+FEFF (the default decoder drops it, which would shift a chunk's offsets). */
+const DECODER = new TextDecoder("utf-8", { ignoreBOM: true });
 const ENCODER = new TextEncoder();
 /** A UTF-16 surrogate: a chunk with any is sent as a string (a lone one would not survive UTF-8). */
 const SURROGATE = /[\ud800-\udfff]/;
@@ -147,8 +148,9 @@ export class AdTable implements Iterable<Ad> {
   readonly #texts: (string | Uint8Array)[];
 
   constructor(columns: AdColumns) {
-    this.#c = columns;
     this.#texts = [...columns.texts];
+    // Its own texts array: a decoded chunk's bytes are then no longer held.
+    this.#c = { ...columns, texts: this.#texts };
     this.length = columns.count;
   }
 

@@ -20,7 +20,7 @@ import type { CatalogStore } from "../store/catalog.ts";
 import { StoreError } from "../store/redis.ts";
 import type { Logger } from "../telemetry/log.ts";
 import type { CatalogHolder } from "./holder.ts";
-import type { CatalogSync, SyncOutcome } from "./loop.ts";
+import { type CatalogSync, canonicalDoc, type SyncOutcome } from "./loop.ts";
 
 export interface FleetOptions {
   readonly store: CatalogStore;
@@ -115,19 +115,20 @@ export class FleetSync {
     const sync = this.bound();
     let keep = false;
     try {
-      const fetched = await sync.fetchValidated();
+      const fetched = await sync.fetchValidated(true);
       keep = fetched.kind !== "failed";
       const applied = await sync.applyFetched(fetched, "source");
       const version = holder.current?.version;
-      // Taken at once, publish or not: it must not outlive this tick.
-      const canonical = version === undefined ? null : sync.takeCanonical(version);
       // Publish a document this tick took from the source, or what this instance serves when
       // Redis has nothing (it lost its data while the source answers 304). Never otherwise: a
       // stored version this build could not load must not be replaced by an older one.
       const fresh = fetched.kind === "valid" && applied.kind !== "failed";
       if (version === undefined || version === stored || !(fresh || stored === null)) return applied;
       // The canonical validated catalog, never the raw body: what is stored has passed validation.
-      const doc = canonical ?? JSON.stringify({ ads: holder.current?.ads.toArray() ?? [] });
+      // What was fetched is what is served now (applied, or unchanged: the same content).
+      const doc =
+        (fresh ? canonicalDoc(fetched) : null) ??
+        JSON.stringify({ ads: holder.current?.ads.toArray() ?? [] });
       const published = await store.publish({ token, version, doc, fetchedAt: now() });
       if (published === "lost_lock")
         log.warn("catalog fetch lock lost before publishing; another instance will publish");

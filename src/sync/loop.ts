@@ -113,8 +113,6 @@ export class CatalogSync {
   private answeredAtPause = 0;
   /** Set when the catalog worker failed once: builds then run on this thread. */
   private workerFailed = false;
-  /** The canonical document of the last catalog taken from the source, for the fleet to publish. */
-  private canonical: { readonly version: string; readonly doc: () => string | Uint8Array } | null = null;
   private timerPauseAt = 0;
 
   /**
@@ -199,8 +197,12 @@ export class CatalogSync {
     return this.fetchValidated().then((fetched) => this.applyFetched(fetched, "source"));
   }
 
-  /** Reads and validates the source without applying it (a rejected document is reported). */
-  async fetchValidated(): Promise<Fetched> {
+  /**
+   * Reads and validates the source without applying it (a rejected document is reported).
+   * `forPublish`: the fleet will publish it, so a build on the worker also returns its canonical
+   * document (see `canonicalDoc`).
+   */
+  async fetchValidated(forPublish = false): Promise<Fetched> {
     const { source, limits } = this.options;
     const fetched = await readSource(source, this.validators, limits);
     if (fetched.kind === "unchanged") return { kind: "unchanged" };
@@ -210,7 +212,7 @@ export class CatalogSync {
         outcome: { kind: "failed", failure: fetched.failure, message: fetched.message },
       };
     }
-    const prepared = await this.prepare(fetched.data, "source");
+    const prepared = await this.prepare(fetched.data, "source", forPublish);
     this.logIssues(prepared);
     const rejected = rejectionOf(prepared);
     if (rejected !== null) {
@@ -249,13 +251,12 @@ export class CatalogSync {
   private async prepare(
     body: string | Uint8Array,
     from: "source" | "redis" | "state_dir",
+    forPublish = false,
   ): Promise<Prepared> {
     const { holder, log, builder, stateDir, now } = this.options;
     const live = holder.current;
     // For the copy saved in the state dir, and for the fleet's shared copy.
-    const canonical =
-      (stateDir !== null && from !== "state_dir") ||
-      (this.options.coordinator !== undefined && from === "source");
+    const canonical = (stateDir !== null && from !== "state_dir") || forPublish;
     const size = typeof body === "string" ? body.length : body.byteLength;
     const text = (): string => (typeof body === "string" ? body : new TextDecoder().decode(body));
     if (size < CHUNKED_FROM_CHARS) return { kind: "ads", result: parseCatalog(text()), chunked: false };
@@ -264,29 +265,21 @@ export class CatalogSync {
       try {
         return { kind: "built", built: await builder.build(body, canonical, now) };
       } catch (error) {
-        // The bytes went to the worker (moved, not copied): this attempt fails and is retried
-        // with backoff, and every later build runs on this thread.
-        this.workerFailed = true;
         const message = `catalog worker failed: ${String(error).slice(0, 200)}`;
+        // Stopping closes the worker: not a failure of the worker.
+        if (this.stopped) return { kind: "worker_failed", message: "stopped during a catalog build" };
+        this.workerFailed = true;
         log.error("catalog worker failed; catalogs are built on the serving thread from now on", {
           error: message,
         });
-        return { kind: "worker_failed", message };
+        // Bytes moved to the worker are gone (a detached buffer): this attempt fails and is
+        // retried with backoff. A string, or bytes that were copied, is built here now.
+        if (typeof body !== "string" && body.byteLength === 0) return { kind: "worker_failed", message };
       }
     }
     if (live === null) return { kind: "ads", result: parseCatalog(text()), chunked: false };
     log.debug("rebuilding the catalog in slices", { size, from });
     return { kind: "ads", result: await parseCatalogChunked(text(), this.pause, SLICE_MS), chunked: true };
-  }
-
-  /**
-   * The canonical document of `version` if it is the last catalog taken from the source (once:
-   * it is dropped here), else null.
-   */
-  takeCanonical(version: string): string | Uint8Array | null {
-    const kept = this.canonical;
-    this.canonical = null;
-    return kept !== null && kept.version === version ? kept.doc() : null;
   }
 
   /** Reports an outcome decided elsewhere (the fleet coordinator): logs and `onOutcome`. */
@@ -342,12 +335,7 @@ export class CatalogSync {
       if (built.kind !== "built" || holder.current?.version === built.snapshot.version)
         return { kind: "unchanged" };
       holder.swap(built.snapshot);
-      const doc = built.canonical;
-      if (doc !== null) {
-        if (from === "source" && this.options.coordinator)
-          this.canonical = { version: built.snapshot.version, doc: () => doc };
-        await save(doc);
-      }
+      if (built.canonical !== null) await save(built.canonical);
       return {
         kind: "updated",
         version: built.snapshot.version,
@@ -370,9 +358,7 @@ export class CatalogSync {
       if (holder.current?.version === snapshot.version) return { kind: "unchanged" };
     }
     holder.swap(snapshot);
-    const doc = (): string => JSON.stringify({ ads: result.ads });
-    if (from === "source" && this.options.coordinator) this.canonical = { version: snapshot.version, doc };
-    await save(doc);
+    await save(() => JSON.stringify({ ads: result.ads }));
     return {
       kind: "updated",
       version: snapshot.version,
@@ -391,6 +377,8 @@ export class CatalogSync {
         skipped: outcome.skipped,
         from: outcome.from,
       });
+    } else if (outcome.kind === "failed" && this.stopped) {
+      log.debug("catalog sync stopped", { failure: outcome.failure, detail: outcome.message });
     } else if (outcome.kind === "failed") {
       const serving = this.options.holder.current?.version ?? null;
       log.warn("catalog sync failed; keeping the last good catalog", {
@@ -420,4 +408,17 @@ function issuesOf(prepared: Prepared): { readonly issues: readonly Issue[]; read
   if (prepared.kind === "worker_failed") return { issues: [], skipped: 0 };
   if (prepared.kind === "built") return prepared.built;
   return { issues: prepared.result.issues, skipped: prepared.result.issues.length };
+}
+
+/**
+ * The canonical document (`{"ads":[…]}` of the valid ads) of a valid fetch, for the fleet to
+ * publish: the worker's UTF-8 bytes (asked for with `fetchValidated(true)`), or serialized here.
+ * Null when the fetch was not valid or the worker was not asked for it.
+ */
+export function canonicalDoc(fetched: Fetched): string | Uint8Array | null {
+  if (fetched.kind !== "valid") return null;
+  const { prepared } = fetched;
+  if (prepared.kind === "built") return prepared.built.kind === "built" ? prepared.built.canonical : null;
+  if (prepared.kind === "ads" && prepared.result.ok) return JSON.stringify({ ads: prepared.result.ads });
+  return null;
 }

@@ -17,11 +17,12 @@ const builders: OffThreadBuilder[] = [];
 afterEach(() => {
   for (const b of builders.splice(0)) b.close();
 });
-const builder = (url?: string): OffThreadBuilder => {
-  const b = createOffThreadBuilder(url === undefined ? {} : { workerUrl: url });
+const builder = (options: Parameters<typeof createOffThreadBuilder>[0] = {}): OffThreadBuilder => {
+  const b = createOffThreadBuilder(options);
   builders.push(b);
   return b;
 };
+const silent = new URL("../../fakes/silent-worker.ts", import.meta.url).href;
 
 const countries = ["us", "fr", "jp"];
 const langs = ["eng", "fra"];
@@ -96,14 +97,27 @@ describe("off-thread build", () => {
   });
 
   test("a worker that cannot start rejects the build", async () => {
-    const b = builder(new URL("./no-such-worker.ts", import.meta.url).href);
+    const b = builder({ workerUrl: new URL("./no-such-worker.ts", import.meta.url).href });
     await expect(b.build(text, false, Date.now)).rejects.toBeInstanceOf(WorkerFailed);
   });
 
+  test("a worker that never answers fails the build after the timeout", async () => {
+    const b = builder({ workerUrl: silent, timeoutMs: 100 });
+    await expect(b.build(text, false, Date.now)).rejects.toThrow("no answer within 100 ms");
+  });
+
+  test("bytes on shared memory are shared with the worker, not moved (a shared buffer cannot be)", async () => {
+    const encoded = new TextEncoder().encode(text);
+    const shared = new Uint8Array(new SharedArrayBuffer(encoded.byteLength));
+    shared.set(encoded);
+    const built = await builder().build(shared, false, Date.now);
+    expect(built.kind === "built" && built.ads).toBe(9_000);
+    expect(shared.byteLength).toBe(encoded.byteLength);
+  });
+
   test("closing rejects the build in progress and any later one", async () => {
-    const b = builder();
-    const pending = b.build(text, false, Date.now);
-    await Bun.sleep(0); // the build has been handed to the worker
+    const b = builder({ workerUrl: silent });
+    const pending = b.build(text, false, Date.now); // the silent worker never answers it
     b.close();
     await expect(pending).rejects.toBeInstanceOf(WorkerFailed);
     await expect(b.build(text, false, Date.now)).rejects.toBeInstanceOf(WorkerFailed);

@@ -53,7 +53,7 @@ describe("packAds", () => {
   });
 
   test("property: as the worker sends them (text chunks as UTF-8 bytes), the ads read back the same", () => {
-    const odd = fc.constantFrom("\ud800", "\udfff", "😀", "é", "");
+    const odd = fc.constantFrom("\ud800", "\udfff", "😀", "é", "\ufeff", "");
     fc.assert(
       fc.property(fc.array(fc.tuple(anAd, odd), { maxLength: 30 }), (rows) => {
         const ads = rows.map(([a, extra]) => ({ ...a, video_url: `${a.video_url}${extra}` }));
@@ -82,6 +82,22 @@ describe("packAds", () => {
     expect(table.columns.extra).toBeNull(); // no optional field: no column for them
     for (const i of [0, 4095, 4096, 8191, 8192, n - 1]) expect(table.at(i)).toEqual(ads[i] as Ad);
     expect(table.toArray()).toEqual(ads);
+    // As the worker sends it: every chunk as bytes, each decoded on first use.
+    const sent = textsAsBytes(table.columns);
+    expect(sent.texts.every((t) => t instanceof Uint8Array)).toBe(true);
+    expect(new AdTable(sent).toArray()).toEqual(ads);
+  });
+
+  test("a chunk that starts with U+FEFF keeps it through bytes (the offsets stay right)", () => {
+    const ads: Ad[] = ["\ufeffa", "b"].map((id) => ({
+      id,
+      video_url: `https://cdn.example.com/${id}.mp4`,
+      country: "us",
+      lang: "eng",
+      start_hour: 0,
+      end_hour: 0,
+    }));
+    expect(new AdTable(textsAsBytes(packAds(ads).columns)).toArray()).toEqual(ads);
   });
 
   test("the packing yields between steps, and gives what the one-go packing gives", () => {

@@ -3,7 +3,7 @@
  * this thread; a failed worker fails that attempt only, and later builds run here in slices.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -15,7 +15,7 @@ import { buildSnapshot } from "../../../src/catalog/snapshot.ts";
 import { parseCatalog } from "../../../src/catalog/validate.ts";
 import { makeConfig } from "../../../src/config.ts";
 import { CatalogHolder } from "../../../src/sync/holder.ts";
-import { CatalogSync } from "../../../src/sync/loop.ts";
+import { CatalogSync, canonicalDoc } from "../../../src/sync/loop.ts";
 import { createLogger } from "../../../src/telemetry/log.ts";
 import { sampleAd } from "../../rig.ts";
 
@@ -30,12 +30,38 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
 
-function syncWith(builder: OffThreadBuilder, stateDir: string | null = null) {
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "adsrv-worker-"));
+  dirs.push(dir);
+  return dir;
+}
+
+/** A builder whose every build fails as a crashed worker's does; counts its calls. */
+function brokenBuilder(onBuild: (body: string | Uint8Array) => void = () => {}): OffThreadBuilder & {
+  calls: number;
+} {
+  const b = {
+    calls: 0,
+    build: (body: string | Uint8Array) => {
+      b.calls++;
+      onBuild(body);
+      return Promise.reject(new WorkerFailed("catalog worker exited"));
+    },
+    close: () => {},
+  };
+  return b;
+}
+
+function syncWith(
+  builder: OffThreadBuilder,
+  stateDir: string | null = null,
+  options: { live?: boolean; source?: string } = {},
+) {
   const holder = new CatalogHolder();
-  holder.swap(buildSnapshot([], 0));
+  if (options.live !== false) holder.swap(buildSnapshot([], 0));
   const lines: string[] = [];
   const sync = new CatalogSync({
-    source: "unused",
+    source: options.source ?? "unused",
     refreshMs: 60_000,
     limits: makeConfig().fetch,
     stateDir,
@@ -51,8 +77,7 @@ describe("catalog sync with the worker", () => {
   expect(big.length).toBeGreaterThan(1 << 20);
 
   test("a big catalog is built on the worker and swapped in; the state dir gets the canonical copy", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "adsrv-worker-"));
-    dirs.push(dir);
+    const dir = await tempDir();
     const builder = createOffThreadBuilder();
     builders.push(builder);
     const { sync, holder, lines } = syncWith(builder, dir);
@@ -68,26 +93,75 @@ describe("catalog sync with the worker", () => {
     expect(await readFile(join(dir, "catalog.json"), "utf8")).toBe(JSON.stringify({ ads: local.ads }));
   });
 
-  test("a failed worker fails that attempt; the next one builds here, in slices, without the worker", async () => {
-    let calls = 0;
-    const broken: OffThreadBuilder = {
-      build: () => {
-        calls++;
-        return Promise.reject(new WorkerFailed("catalog worker exited"));
-      },
-      close: () => {},
-    };
-    const { sync, holder, lines } = syncWith(broken);
+  test("bytes moved to a worker that then fails: that attempt fails; later builds run here, in slices", async () => {
+    const dir = await tempDir();
+    const source = join(dir, "source.json");
+    await writeFile(source, big);
+    // Fails as a crashed worker does, after the bytes were moved to it (the buffer detached).
+    const broken = brokenBuilder((body) => {
+      if (typeof body !== "string") (body.buffer as ArrayBuffer).transfer(0);
+    });
+    const { sync, holder, lines } = syncWith(broken, null, { source });
     const before = holder.current;
-    const failed = await sync.applyText(big, "redis");
+    const failed = await sync.attempt();
     expect(failed).toMatchObject({ kind: "failed", failure: "worker" });
     expect(holder.current).toBe(before); // the live catalog stays
     expect(lines.some((l) => l.includes('"level":"error"') && l.includes("catalog worker failed"))).toBe(
       true,
     );
-    const next = await sync.applyText(big, "redis");
+    const next = await sync.attempt(); // no validators kept after a failure: read again
     expect(next).toMatchObject({ kind: "updated", ads: 12_000 });
-    expect(calls).toBe(1);
+    expect(broken.calls).toBe(1);
     expect(lines.some((l) => l.includes("rebuilding the catalog in slices"))).toBe(true);
+  });
+
+  test("the state dir's copy at start: a failed worker still had the text, so it is built here", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "catalog.json"), big);
+    const broken = brokenBuilder();
+    const { sync, holder, lines } = syncWith(broken, dir, { live: false });
+    const outcome = await sync.loadFromStateDir();
+    expect(outcome).toMatchObject({ kind: "updated", ads: 12_000, from: "state_dir" });
+    expect(holder.current?.ads.length).toBe(12_000);
+    expect(broken.calls).toBe(1);
+    expect(lines.filter((l) => l.includes("catalog worker failed")).length).toBe(1);
+  });
+
+  test("stopping during a build is no worker failure: no error, and the worker is used again", async () => {
+    const broken = brokenBuilder();
+    const { sync, lines } = syncWith(broken);
+    sync.stop();
+    const outcome = await sync.applyText(big, "redis");
+    expect(outcome).toMatchObject({ kind: "failed", failure: "worker" });
+    expect(lines.some((l) => l.includes('"level":"error"') || l.includes('"level":"warn"'))).toBe(false);
+    await sync.applyText(big, "redis");
+    expect(broken.calls).toBe(2);
+  });
+
+  test("the canonical document is built by the worker only when it is saved or published", async () => {
+    const dir = await tempDir();
+    const source = join(dir, "source.json");
+    await writeFile(source, big);
+    const real = createOffThreadBuilder();
+    builders.push(real);
+    const asked: boolean[] = [];
+    const recording: OffThreadBuilder = {
+      build: (text, canonical, loadedAt) => {
+        asked.push(canonical);
+        return real.build(text, canonical, loadedAt);
+      },
+      close: () => real.close(),
+    };
+    const { sync } = syncWith(recording, null, { source });
+    const plain = await sync.fetchValidated();
+    expect(canonicalDoc(plain)).toBeNull();
+    const local = parseCatalog(big);
+    if (!local.ok) throw new Error("valid fixture");
+    await writeFile(source, `${big} `); // a new stamp: read again
+    const forPublish = await sync.fetchValidated(true);
+    const doc = canonicalDoc(forPublish);
+    expect(doc).toBeInstanceOf(Uint8Array);
+    expect(new TextDecoder().decode(doc as Uint8Array)).toBe(JSON.stringify({ ads: local.ads }));
+    expect(asked).toEqual([false, true]);
   });
 });
