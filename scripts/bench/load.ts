@@ -47,7 +47,7 @@ clearInterval(ticker);
 // The worker reports when it is done; `snapshotOf` (maps over the transferred arrays) runs here.
 let t2 = 0;
 const builder = createOffThreadBuilder();
-const built = await builder.build(read.data, false, () => {
+const built = await builder.build(read.data, { canonical: false }, () => {
   t2 = performance.now();
   return Date.now();
 });

@@ -16,6 +16,12 @@ export interface BuildRequest {
   /** Whether to send the canonical document (`{"ads":[…]}` of the valid ads) back, as UTF-8. */
   readonly canonical: boolean;
   /**
+   * Whether a snapshot is being served meanwhile: only then is the build paced and its heap
+   * collected only while idle (a first load has nothing to protect, and the readiness probes
+   * it answers would otherwise count as load).
+   */
+  readonly serving: boolean;
+  /**
    * The server's answered-requests counter in shared memory (`Metrics.answeredCell`), or null:
    * the worker pauses between slices while it moves.
    */
@@ -52,12 +58,18 @@ export type Built =
       readonly canonical: Uint8Array | null;
     });
 
+/** See `BuildRequest`. */
+export interface BuildOptions {
+  readonly canonical: boolean;
+  readonly serving?: boolean;
+}
+
 export interface OffThreadBuilder {
   /**
    * Builds `text` (a string, or UTF-8 bytes: these are moved to the worker when they own their
    * buffer, and are unusable here afterwards). Rejects when the worker fails (start, crash, error).
    */
-  build(text: string | Uint8Array, canonical: boolean, loadedAt: () => number): Promise<Built>;
+  build(text: string | Uint8Array, options: BuildOptions, loadedAt: () => number): Promise<Built>;
   /** Stops the worker: the build in progress and any later one reject. */
   close(): void;
 }
@@ -133,7 +145,10 @@ export function createOffThreadBuilder(options: OffThreadOptions = {}): OffThrea
     return w;
   };
 
-  const once = (text: string | Uint8Array, canonical: boolean): Promise<BuildReply> =>
+  const once = (
+    text: string | Uint8Array,
+    { canonical, serving = false }: BuildOptions,
+  ): Promise<BuildReply> =>
     new Promise<BuildReply>((resolve, reject) => {
       if (closed) {
         reject(new WorkerFailed("catalog worker closed"));
@@ -144,7 +159,7 @@ export function createOffThreadBuilder(options: OffThreadOptions = {}): OffThrea
       timer.unref?.();
       pending = { id, resolve, reject, timer };
       try {
-        const request: BuildRequest = { id, text, canonical, activity };
+        const request: BuildRequest = { id, text, canonical, serving, activity };
         // Moved only when the view owns a whole buffer; else copied (or shared: a SharedArrayBuffer).
         const owned =
           typeof text !== "string" &&
@@ -158,10 +173,10 @@ export function createOffThreadBuilder(options: OffThreadOptions = {}): OffThrea
     });
 
   return {
-    build(text, canonical, loadedAt) {
+    build(text, options, loadedAt) {
       // One build at a time: the worker has one thread, and the sync loop runs one anyway.
       const run = queue.then(async (): Promise<Built> => {
-        const reply = await once(text, canonical);
+        const reply = await once(text, options);
         // A worker per build: its heap, which held the parsed catalog, goes with it.
         worker?.terminate();
         worker = null;

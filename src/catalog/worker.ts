@@ -62,12 +62,13 @@ function runPaced<T>(steps: Generator<void, T>, activity: Int32Array | null): T 
 let document: string | null = null;
 
 function build(request: BuildRequest): { reply: BuildReply; transfer: ArrayBuffer[] } {
-  const paced = <T>(steps: Generator<void, T>): T => runPaced(steps, request.activity);
-  const { activity } = request;
+  const activity = request.serving ? request.activity : null;
+  const paced = <T>(steps: Generator<void, T>): T => runPaced(steps, activity);
   const answeredAtStart = activity === null ? 0 : Atomics.load(activity, 0);
   // A full collection of this heap between stages keeps the build's peak memory down (1M ads,
   // scripts/bench/load.ts: 1.22-1.25 GB without, 0.81-0.85 GB with), but it cannot be paced:
-  // taken only while the server answers nothing (a first load, an idle server). Under load
+  // taken only while the server answers nothing (an idle server) or serves nothing yet (a first
+  // load). Under load
   // (reloading p99 by hand, two runs each: 16 and 38 ms so, 20 and 43 ms collecting always).
   const collect = (): void => {
     if (activity === null || Atomics.load(activity, 0) === answeredAtStart) Bun.gc(true);

@@ -263,7 +263,8 @@ export class CatalogSync {
     if (builder && !this.workerFailed) {
       log.debug("building the catalog on the worker thread", { size, from });
       try {
-        return { kind: "built", built: await builder.build(body, canonical, now) };
+        const options = { canonical, serving: live !== null };
+        return { kind: "built", built: await builder.build(body, options, now) };
       } catch (error) {
         const message = `catalog worker failed: ${String(error).slice(0, 200)}`;
         // Stopping closes the worker: not a failure of the worker.

@@ -55,7 +55,7 @@ describe("off-thread build", () => {
     const local = parseCatalog(text);
     if (!local.ok) throw new Error("the fixture is valid");
     const expected = buildSnapshot(local.ads, 5);
-    const built = await builder().build(text, true, () => 5);
+    const built = await builder().build(text, { canonical: true }, () => 5);
     if (built.kind !== "built") throw new Error(`expected built, got ${built.kind}`);
     expect(built.snapshot.version).toBe(expected.version);
     expect(built.snapshot.loadedAt).toBe(5);
@@ -71,55 +71,58 @@ describe("off-thread build", () => {
 
   test("UTF-8 bytes are moved to the worker, not copied; no canonical document unless asked", async () => {
     const bytes = new TextEncoder().encode(text);
-    const built = await builder().build(bytes, false, Date.now);
+    const built = await builder().build(bytes, { canonical: false }, Date.now);
     if (built.kind !== "built") throw new Error("expected built");
     expect(built.canonical).toBeNull();
     expect(built.ads).toBe(9_000);
     expect(bytes.byteLength).toBe(0); // transferred: the buffer is detached here
     // A view on part of a buffer is copied (its buffer is not the caller's to give away).
     const inner = new TextEncoder().encode(` ${text} `).subarray(1, -1);
-    expect((await builder().build(inner, false, Date.now)).kind).toBe("built");
+    expect((await builder().build(inner, { canonical: false }, Date.now)).kind).toBe("built");
     expect(inner.byteLength).toBe(text.length);
   });
 
   test("a refused document says why, with its skipped entries", async () => {
-    const built = await builder().build('{"ads":[{"id":1}]}', false, Date.now);
+    const built = await builder().build('{"ads":[{"id":1}]}', { canonical: false }, Date.now);
     expect(built).toMatchObject({ kind: "rejected", code: "all_invalid", skipped: 1 });
-    expect((await builder().build("{not json", false, Date.now)).kind).toBe("rejected");
+    expect((await builder().build("{not json", { canonical: false }, Date.now)).kind).toBe("rejected");
   });
 
   test("builds queue one after another, each answered with its own result", async () => {
     const b = builder();
     const small = JSON.stringify({ ads: [sampleAd("only")] });
-    const [x, y] = await Promise.all([b.build(text, false, Date.now), b.build(small, false, Date.now)]);
+    const [x, y] = await Promise.all([
+      b.build(text, { canonical: false }, Date.now),
+      b.build(small, { canonical: false }, Date.now),
+    ]);
     expect(x.kind === "built" && x.ads).toBe(9_000);
     expect(y.kind === "built" && y.snapshot.ads.id(0)).toBe("only");
   });
 
   test("a worker that cannot start rejects the build", async () => {
     const b = builder({ workerUrl: new URL("./no-such-worker.ts", import.meta.url).href });
-    await expect(b.build(text, false, Date.now)).rejects.toBeInstanceOf(WorkerFailed);
+    await expect(b.build(text, { canonical: false }, Date.now)).rejects.toBeInstanceOf(WorkerFailed);
   });
 
   test("a worker that never answers fails the build after the timeout", async () => {
     const b = builder({ workerUrl: silent, timeoutMs: 100 });
-    await expect(b.build(text, false, Date.now)).rejects.toThrow("no answer within 100 ms");
+    await expect(b.build(text, { canonical: false }, Date.now)).rejects.toThrow("no answer within 100 ms");
   });
 
   test("bytes on shared memory are shared with the worker, not moved (a shared buffer cannot be)", async () => {
     const encoded = new TextEncoder().encode(text);
     const shared = new Uint8Array(new SharedArrayBuffer(encoded.byteLength));
     shared.set(encoded);
-    const built = await builder().build(shared, false, Date.now);
+    const built = await builder().build(shared, { canonical: false }, Date.now);
     expect(built.kind === "built" && built.ads).toBe(9_000);
     expect(shared.byteLength).toBe(encoded.byteLength);
   });
 
   test("closing rejects the build in progress and any later one", async () => {
     const b = builder({ workerUrl: silent });
-    const pending = b.build(text, false, Date.now); // the silent worker never answers it
+    const pending = b.build(text, { canonical: false }, Date.now); // the silent worker never answers it
     b.close();
     await expect(pending).rejects.toBeInstanceOf(WorkerFailed);
-    await expect(b.build(text, false, Date.now)).rejects.toBeInstanceOf(WorkerFailed);
+    await expect(b.build(text, { canonical: false }, Date.now)).rejects.toBeInstanceOf(WorkerFailed);
   });
 });

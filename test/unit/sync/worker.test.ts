@@ -119,9 +119,18 @@ describe("catalog sync with the worker", () => {
     const dir = await tempDir();
     await writeFile(join(dir, "catalog.json"), big);
     const broken = brokenBuilder();
-    const { sync, holder, lines } = syncWith(broken, dir, { live: false });
+    const serving: (boolean | undefined)[] = [];
+    const recorded: OffThreadBuilder = {
+      build: (body, options, loadedAt) => {
+        serving.push(options.serving);
+        return broken.build(body, options, loadedAt);
+      },
+      close: () => {},
+    };
+    const { sync, holder, lines } = syncWith(recorded, dir, { live: false });
     const outcome = await sync.loadFromStateDir();
     expect(outcome).toMatchObject({ kind: "updated", ads: 12_000, from: "state_dir" });
+    expect(serving).toEqual([false]); // nothing served yet: no pacing
     expect(holder.current?.ads.length).toBe(12_000);
     expect(broken.calls).toBe(1);
     expect(lines.filter((l) => l.includes("catalog worker failed")).length).toBe(1);
@@ -144,11 +153,11 @@ describe("catalog sync with the worker", () => {
     await writeFile(source, big);
     const real = createOffThreadBuilder();
     builders.push(real);
-    const asked: boolean[] = [];
+    const asked: [boolean, boolean | undefined][] = [];
     const recording: OffThreadBuilder = {
-      build: (text, canonical, loadedAt) => {
-        asked.push(canonical);
-        return real.build(text, canonical, loadedAt);
+      build: (text, options, loadedAt) => {
+        asked.push([options.canonical, options.serving]);
+        return real.build(text, options, loadedAt);
       },
       close: () => real.close(),
     };
@@ -162,6 +171,9 @@ describe("catalog sync with the worker", () => {
     const doc = canonicalDoc(forPublish);
     expect(doc).toBeInstanceOf(Uint8Array);
     expect(new TextDecoder().decode(doc as Uint8Array)).toBe(JSON.stringify({ ads: local.ads }));
-    expect(asked).toEqual([false, true]);
+    expect(asked).toEqual([
+      [false, true], // a snapshot is live: the worker paces itself
+      [true, true],
+    ]);
   });
 });
