@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { AdTable, packAds, packSteps, TEXT_CHUNK_BITS, textsAsBytes } from "../../../src/catalog/table.ts";
 import type { Ad } from "../../../src/catalog/types.ts";
 import { fuzz } from "../../fuzz.ts";
+import { sampleAd } from "../../rig.ts";
 
 const optional = {
   frequency_cap: fc.integer({ min: 0, max: 1000 }),
@@ -89,14 +90,7 @@ describe("packAds", () => {
   });
 
   test("a chunk that starts with U+FEFF keeps it through bytes (the offsets stay right)", () => {
-    const ads: Ad[] = ["\ufeffa", "b"].map((id) => ({
-      id,
-      video_url: `https://cdn.example.com/${id}.mp4`,
-      country: "us",
-      lang: "eng",
-      start_hour: 0,
-      end_hour: 0,
-    }));
+    const ads = ["\ufeffa", "b"].map((id) => sampleAd(id) as unknown as Ad);
     expect(new AdTable(textsAsBytes(packAds(ads).columns)).toArray()).toEqual(ads);
   });
 
