@@ -3,11 +3,14 @@
  * configuration errors, workers, and shutdown on signals.
  */
 import { afterEach, expect, test } from "bun:test";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { makeConfig } from "../../src/config.ts";
 import { startServer } from "../../src/server.ts";
 import { silentLogger } from "../../src/telemetry/log.ts";
-import { cliCommand, readUntil, runCli } from "../rig.ts";
+import { cliCommand, readUntil, runCli, sampleAd } from "../rig.ts";
 
 const procs: Subprocess<"ignore", "pipe", "pipe">[] = [];
 afterEach(() => {
@@ -52,6 +55,29 @@ test("smoke: the executable serves the built-in sample catalog and exits 0 on SI
   proc.kill("SIGTERM");
   expect(await proc.exited).toBe(0);
   expect(fetch(`${url}/healthz`)).rejects.toThrow();
+});
+
+test("a catalog over 1 MiB is built on the catalog worker, which the executable carries", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "adsrv-proc-"));
+  try {
+    const file = join(dir, "catalog.json");
+    const ads = Array.from({ length: 10_000 }, (_, i) => sampleAd(`big-${i}`));
+    const text = JSON.stringify({ ads });
+    expect(text.length).toBeGreaterThan(1 << 20);
+    await writeFile(file, text);
+    const proc = spawnServe(["--listen", "127.0.0.1:0", "--catalog", file, "--log-level", "debug"]);
+    const seen: string[] = [];
+    const url = await listeningUrl(proc, seen);
+    await readUntil(proc.stdout, (l) => l.includes('"msg":"catalog loaded"'), seen);
+    expect(seen.some((l) => l.includes("building the catalog on the worker thread"))).toBe(true);
+    expect(seen.some((l) => l.includes("catalog worker failed"))).toBe(false);
+    const res = await fetch(`${url}/ad_request?country=us&lang=eng`);
+    expect(((await res.json()) as { id: string }).id).toStartWith("big-");
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test("SIGINT also stops the server with exit 0", async () => {
