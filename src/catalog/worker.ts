@@ -29,8 +29,8 @@ const PAUSE_MS = 1;
 declare const self: Worker;
 
 // The lowest CPU priority for this thread only (Linux: setpriority on the calling thread): when
-// the cores are busy, the serving thread runs first (reloading p99 by hand: 26 and 43 ms with it,
-// 91 and 158 ms without). A thread the runtime starts from this one inherits it: the collector's
+// the cores are busy, the serving thread runs first (reloading p99 by hand, runs side by side:
+// 26 and 43 ms with it, 91 and 158 ms without). A thread the runtime starts from this one inherits it: the collector's
 // helper thread, shared with the serving thread, kept priority 0 through the first load and
 // reloads here (/proc/<pid>/task/*/stat), so the serving thread started it first.
 try {
@@ -66,10 +66,10 @@ function build(request: BuildRequest): { reply: BuildReply; transfer: ArrayBuffe
   const paced = <T>(steps: Generator<void, T>): T => runPaced(steps, activity);
   const answeredAtStart = activity === null ? 0 : Atomics.load(activity, 0);
   // A full collection of this heap between stages keeps the build's peak memory down (1M ads,
-  // scripts/bench/load.ts: 1.22-1.25 GB without, 0.81-0.85 GB with), but it cannot be paced:
+  // scripts/bench/load.ts: 1.22 GB without, 0.81-0.85 GB with), but it cannot be paced, so it is
   // taken only while the server answers nothing (an idle server) or serves nothing yet (a first
-  // load). Under load
-  // (reloading p99 by hand, two runs each: 16 and 38 ms so, 20 and 43 ms collecting always).
+  // load). Reloading p99 by hand, runs side by side: 16 and 38 ms so, 20 and 43 ms collecting
+  // always.
   const collect = (): void => {
     if (activity === null || Atomics.load(activity, 0) === answeredAtStart) Bun.gc(true);
   };

@@ -125,10 +125,13 @@ export class FleetSync {
       const fresh = fetched.kind === "valid" && applied.kind !== "failed";
       if (version === undefined || version === stored || !(fresh || stored === null)) return applied;
       // The canonical validated catalog, never the raw body: what is stored has passed validation.
-      // What was fetched is what is served now (applied, or unchanged: the same content).
+      // The fetched document when it is what is served now (a load from Redis may have swapped
+      // meanwhile), else what is served.
+      const fetchedDoc = fresh ? canonicalDoc(fetched) : null;
       const doc =
-        (fresh ? canonicalDoc(fetched) : null) ??
-        JSON.stringify({ ads: holder.current?.ads.toArray() ?? [] });
+        fetchedDoc !== null && fetchedDoc.version === version
+          ? fetchedDoc.doc
+          : JSON.stringify({ ads: holder.current?.ads.toArray() ?? [] });
       const published = await store.publish({ token, version, doc, fetchedAt: now() });
       if (published === "lost_lock")
         log.warn("catalog fetch lock lost before publishing; another instance will publish");

@@ -9,8 +9,14 @@
  * @module
  */
 import { loadLastGood, saveLastGood } from "../catalog/lastgood.ts";
-import type { Built, OffThreadBuilder } from "../catalog/offthread.ts";
-import { buildSnapshot, buildSnapshotChunked, type Snapshot, versionChunked } from "../catalog/snapshot.ts";
+import { type Built, type OffThreadBuilder, WorkerFailed } from "../catalog/offthread.ts";
+import {
+  buildSnapshot,
+  buildSnapshotChunked,
+  catalogVersion,
+  type Snapshot,
+  versionChunked,
+} from "../catalog/snapshot.ts";
 import type { Issue, RejectCode, ValidationResult } from "../catalog/types.ts";
 import { type FetchFailure, type FetchLimits, readSource, type Validators } from "../catalog/upstream.ts";
 import { parseCatalog, parseCatalogChunked } from "../catalog/validate.ts";
@@ -263,16 +269,21 @@ export class CatalogSync {
     if (builder && !this.workerFailed) {
       log.debug("building the catalog on the worker thread", { size, from });
       try {
-        const options = { canonical, serving: live !== null };
+        const options = { canonical, serving: () => holder.current !== null };
         return { kind: "built", built: await builder.build(body, options, now) };
       } catch (error) {
         const message = `catalog worker failed: ${String(error).slice(0, 200)}`;
         // Stopping closes the worker: not a failure of the worker.
         if (this.stopped) return { kind: "worker_failed", message: "stopped during a catalog build" };
-        this.workerFailed = true;
-        log.error("catalog worker failed; catalogs are built on the serving thread from now on", {
-          error: message,
-        });
+        if (error instanceof WorkerFailed && error.timedOut) {
+          // Slow, not broken: the next build uses a fresh worker again.
+          log.error("catalog worker timed out; the next build starts a new one", { error: message });
+        } else {
+          this.workerFailed = true;
+          log.error("catalog worker failed; catalogs are built on the serving thread from now on", {
+            error: message,
+          });
+        }
         // Bytes moved to the worker are gone (a detached buffer): this attempt fails and is
         // retried with backoff. A string, or bytes that were copied, is built here now.
         if (typeof body !== "string" && body.byteLength === 0) return { kind: "worker_failed", message };
@@ -412,14 +423,24 @@ function issuesOf(prepared: Prepared): { readonly issues: readonly Issue[]; read
 }
 
 /**
- * The canonical document (`{"ads":[…]}` of the valid ads) of a valid fetch, for the fleet to
- * publish: the worker's UTF-8 bytes (asked for with `fetchValidated(true)`), or serialized here.
- * Null when the fetch was not valid or the worker was not asked for it.
+ * The canonical document (`{"ads":[…]}` of the valid ads) of a valid fetch and its version, for
+ * the fleet to publish: the worker's UTF-8 bytes (asked for with `fetchValidated(true)`), or
+ * serialized here. Null when the fetch was not valid or the worker was not asked for it.
  */
-export function canonicalDoc(fetched: Fetched): string | Uint8Array | null {
+export function canonicalDoc(
+  fetched: Fetched,
+): { readonly version: string; readonly doc: string | Uint8Array } | null {
   if (fetched.kind !== "valid") return null;
   const { prepared } = fetched;
-  if (prepared.kind === "built") return prepared.built.kind === "built" ? prepared.built.canonical : null;
-  if (prepared.kind === "ads" && prepared.result.ok) return JSON.stringify({ ads: prepared.result.ads });
+  if (prepared.kind === "built") {
+    const built = prepared.built;
+    return built.kind === "built" && built.canonical !== null
+      ? { version: built.snapshot.version, doc: built.canonical }
+      : null;
+  }
+  if (prepared.kind === "ads" && prepared.result.ok) {
+    const { ads } = prepared.result;
+    return { version: catalogVersion(ads), doc: JSON.stringify({ ads }) };
+  }
   return null;
 }

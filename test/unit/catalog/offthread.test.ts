@@ -121,6 +121,8 @@ describe("off-thread build", () => {
   test("closing rejects the build in progress and any later one", async () => {
     const b = builder({ workerUrl: silent });
     const pending = b.build(text, { canonical: false }, Date.now); // the silent worker never answers it
+    // One turn of the loop: the queued build has been posted to the worker (it is in flight).
+    await new Promise((resolve) => setImmediate(resolve));
     b.close();
     await expect(pending).rejects.toBeInstanceOf(WorkerFailed);
     await expect(b.build(text, { canonical: false }, Date.now)).rejects.toBeInstanceOf(WorkerFailed);

@@ -37,7 +37,10 @@ async function tempDir(): Promise<string> {
 }
 
 /** A builder whose every build fails as a crashed worker's does; counts its calls. */
-function brokenBuilder(onBuild: (body: string | Uint8Array) => void = () => {}): OffThreadBuilder & {
+function brokenBuilder(
+  onBuild: (body: string | Uint8Array) => void = () => {},
+  timedOut = false,
+): OffThreadBuilder & {
   calls: number;
 } {
   const b = {
@@ -45,7 +48,7 @@ function brokenBuilder(onBuild: (body: string | Uint8Array) => void = () => {}):
     build: (body: string | Uint8Array) => {
       b.calls++;
       onBuild(body);
-      return Promise.reject(new WorkerFailed("catalog worker exited"));
+      return Promise.reject(new WorkerFailed("catalog worker exited", { timedOut }));
     },
     close: () => {},
   };
@@ -122,7 +125,7 @@ describe("catalog sync with the worker", () => {
     const serving: (boolean | undefined)[] = [];
     const recorded: OffThreadBuilder = {
       build: (body, options, loadedAt) => {
-        serving.push(options.serving);
+        serving.push(options.serving?.());
         return broken.build(body, options, loadedAt);
       },
       close: () => {},
@@ -156,7 +159,7 @@ describe("catalog sync with the worker", () => {
     const asked: [boolean, boolean | undefined][] = [];
     const recording: OffThreadBuilder = {
       build: (text, options, loadedAt) => {
-        asked.push([options.canonical, options.serving]);
+        asked.push([options.canonical, options.serving?.()]);
         return real.build(text, options, loadedAt);
       },
       close: () => real.close(),
@@ -168,12 +171,29 @@ describe("catalog sync with the worker", () => {
     if (!local.ok) throw new Error("valid fixture");
     await writeFile(source, `${big} `); // a new stamp: read again
     const forPublish = await sync.fetchValidated(true);
-    const doc = canonicalDoc(forPublish);
-    expect(doc).toBeInstanceOf(Uint8Array);
-    expect(new TextDecoder().decode(doc as Uint8Array)).toBe(JSON.stringify({ ads: local.ads }));
+    const canonical = canonicalDoc(forPublish);
+    expect(canonical?.version).toBe(buildSnapshot(local.ads, 0).version);
+    expect(canonical?.doc).toBeInstanceOf(Uint8Array);
+    expect(new TextDecoder().decode(canonical?.doc as Uint8Array)).toBe(JSON.stringify({ ads: local.ads }));
     expect(asked).toEqual([
       [false, true], // a snapshot is live: the worker paces itself
       [true, true],
     ]);
+  });
+
+  test("a timed-out worker fails its attempt but is used again (slow, not broken)", async () => {
+    const dir = await tempDir();
+    const source = join(dir, "source.json");
+    await writeFile(source, big);
+    const detach = (body: string | Uint8Array) => {
+      if (typeof body !== "string") (body.buffer as ArrayBuffer).transfer(0);
+    };
+    const slow = brokenBuilder(detach, true);
+    const { sync, lines } = syncWith(slow, null, { source });
+    expect(await sync.attempt()).toMatchObject({ kind: "failed", failure: "worker" });
+    expect(lines.some((l) => l.includes("catalog worker timed out"))).toBe(true);
+    await sync.attempt();
+    expect(slow.calls).toBe(2); // not latched: the next build went to the worker again
+    expect(lines.some((l) => l.includes("rebuilding the catalog in slices"))).toBe(false);
   });
 });
