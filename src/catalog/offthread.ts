@@ -45,6 +45,8 @@ export type BuildReply =
       readonly columns: AdColumns;
       readonly index: IndexData;
       readonly canonical: Uint8Array | null;
+      /** Sleeps the paced build took (0 when not serving or the server was idle). */
+      readonly pauses: number;
     })
   | { readonly id: number; readonly kind: "error"; readonly message: string };
 
@@ -56,6 +58,7 @@ export type Built =
       readonly snapshot: Snapshot;
       readonly ads: number;
       readonly canonical: Uint8Array | null;
+      readonly pauses: number;
     });
 
 /** See `BuildRequest`. */

@@ -40,6 +40,8 @@ try {
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
+/** Sleeps taken by the current build. */
+let pauses = 0;
 
 /** Runs stepped work to the end, sleeping PAUSE_MS after each slice while `activity` moves. */
 function runPaced<T>(steps: Generator<void, T>, activity: Int32Array | null): T {
@@ -52,6 +54,7 @@ function runPaced<T>(steps: Generator<void, T>, activity: Int32Array | null): T 
     const now = Atomics.load(activity, 0);
     if (now !== seen) {
       seen = now;
+      pauses++;
       Atomics.wait(sleeper, 0, 0, PAUSE_MS);
     }
     sliceStart = performance.now();
@@ -62,6 +65,7 @@ function runPaced<T>(steps: Generator<void, T>, activity: Int32Array | null): T 
 let document: string | null = null;
 
 function build(request: BuildRequest): { reply: BuildReply; transfer: ArrayBuffer[] } {
+  pauses = 0;
   const activity = request.serving ? request.activity : null;
   const paced = <T>(steps: Generator<void, T>): T => runPaced(steps, activity);
   const answeredAtStart = activity === null ? 0 : Atomics.load(activity, 0);
@@ -111,7 +115,18 @@ function build(request: BuildRequest): { reply: BuildReply; transfer: ArrayBuffe
     ...columns.texts.filter((t) => typeof t !== "string"),
   ].flatMap((a) => (a === null ? [] : [a.buffer as ArrayBuffer]));
   return {
-    reply: { id: request.id, kind: "built", version, ads, issues, skipped, columns, index, canonical },
+    reply: {
+      id: request.id,
+      kind: "built",
+      version,
+      ads,
+      issues,
+      skipped,
+      columns,
+      index,
+      canonical,
+      pauses,
+    },
     transfer: buffers,
   };
 }

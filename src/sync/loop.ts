@@ -270,7 +270,10 @@ export class CatalogSync {
       log.debug("building the catalog on the worker thread", { size, from });
       try {
         const options = { canonical, serving: () => holder.current !== null };
-        return { kind: "built", built: await builder.build(body, options, now) };
+        const built = await builder.build(body, options, now);
+        if (built.kind === "built")
+          log.debug("catalog built on the worker thread", { ads: built.ads, pauses: built.pauses });
+        return { kind: "built", built };
       } catch (error) {
         const message = `catalog worker failed: ${String(error).slice(0, 200)}`;
         // Stopping closes the worker: not a failure of the worker.

@@ -4,6 +4,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import {
+  type Built,
   createOffThreadBuilder,
   type OffThreadBuilder,
   WorkerFailed,
@@ -80,6 +81,24 @@ describe("off-thread build", () => {
     const inner = new TextEncoder().encode(` ${text} `).subarray(1, -1);
     expect((await builder().build(inner, { canonical: false }, Date.now)).kind).toBe("built");
     expect(inner.byteLength).toBe(text.length);
+  });
+
+  test("paced only while serving, and only while the server answers requests", async () => {
+    const activity = new Int32Array(new SharedArrayBuffer(4));
+    const b = builder({ activity });
+    const pausesOf = (built: Built): number => (built.kind === "built" ? built.pauses : -1);
+    // The server idle: no sleeps, serving or not.
+    expect(pausesOf(await b.build(text, { canonical: false, serving: () => true }, Date.now))).toBe(0);
+    // Requests answered all along (the counter moves every millisecond).
+    const ticker = setInterval(() => Atomics.add(activity, 0, 1), 1);
+    try {
+      expect(pausesOf(await b.build(text, { canonical: false, serving: () => false }, Date.now))).toBe(0);
+      expect(
+        pausesOf(await b.build(text, { canonical: false, serving: () => true }, Date.now)),
+      ).toBeGreaterThan(0);
+    } finally {
+      clearInterval(ticker);
+    }
   });
 
   test("a refused document says why, with its skipped entries", async () => {
