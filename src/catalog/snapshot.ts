@@ -217,25 +217,24 @@ export function snapshotOf(ads: AdTable, data: IndexData, version: string, loade
     const lang = data.keys[2 * b + 1] as string;
     const hours: Int32Array[] = [];
     const live: (Live | null)[] = [];
+    // Hours that share a list (the same range) share its array and its Live too.
+    const byStart = new Map<number, Live>();
     for (let h = 0; h < 24; h++) {
       const k = 24 * b + h;
       const start = data.ranges[2 * k] as number;
       const size = data.ranges[2 * k + 1] as number;
-      // Hours that share a list share its array and its Live too.
-      const j = hours.findIndex(
-        (list, at) => size > 0 && list.length === size && data.ranges[2 * (24 * b + at)] === start,
-      );
-      if (j >= 0) {
-        hours.push(hours[j] as Int32Array);
-        live.push(live[j] ?? null);
-      } else if (size === 0) {
+      if (size === 0) {
         hours.push(EMPTY);
         live.push(null);
-      } else {
-        const list = data.pool.subarray(start, start + size);
-        hours.push(list);
-        live.push({ kind: "ads", slot: b, ads: list });
+        continue;
       }
+      let shared = byStart.get(start);
+      if (shared === undefined) {
+        shared = { kind: "ads", slot: b, ads: data.pool.subarray(start, start + size) };
+        byStart.set(start, shared);
+      }
+      hours.push(shared.ads);
+      live.push(shared);
     }
     let byLang = index.get(country);
     if (byLang === undefined) {

@@ -160,7 +160,6 @@ class CounterTable {
   /** Next key in the same bucket, or -1. */
   #nextKey = new Int32Array(0);
   #keyHash = new Uint32Array(0);
-  #keys = 0;
   /** Slot of each (key, hour), -1 when that hour has no row. */
   #keySlots = new Int32Array(0);
   #keyCapacity = 0;
@@ -288,7 +287,6 @@ class CounterTable {
     this.#keyB.set(k, undefined);
     this.#keyC.set(k, undefined);
     this.#freeKeys.push(k);
-    this.#keys--;
   }
 
   #newKey(hash: number, a: string, b: string, c: string): number {
@@ -305,8 +303,8 @@ class CounterTable {
     }
     // At most one key per two buckets: chains stay short. (Before `k` is in use: a rehash links
     // every key in use.)
-    this.#keys++;
-    if (2 * this.#keys > this.#buckets.length) this.#rehash(this.#buckets.length * 2);
+    const keys = this.#keyHigh - this.#freeKeys.length; // `k` included
+    if (2 * keys > this.#buckets.length) this.#rehash(this.#buckets.length * 2);
     this.#keyA.set(k, a);
     this.#keyB.set(k, b);
     this.#keyC.set(k, c);

@@ -218,7 +218,7 @@ export class CatalogSync {
         outcome: { kind: "failed", failure: fetched.failure, message: fetched.message },
       };
     }
-    const prepared = await this.prepare(fetched.data, "source", forPublish);
+    const prepared = await this.prepare(fetched, "source", forPublish);
     this.logIssues(prepared);
     const rejected = rejectionOf(prepared);
     if (rejected !== null) {
@@ -255,7 +255,7 @@ export class CatalogSync {
    * in slices while a snapshot is live, else at once. A small text: here at once.
    */
   private async prepare(
-    body: string | Uint8Array,
+    source: string | { readonly data: Uint8Array; readonly text: string },
     from: "source" | "redis" | "state_dir",
     forPublish = false,
   ): Promise<Prepared> {
@@ -263,8 +263,10 @@ export class CatalogSync {
     const live = holder.current;
     // For the copy saved in the state dir, and for the fleet's shared copy.
     const canonical = (stateDir !== null && from !== "state_dir") || forPublish;
+    // A read body: its bytes (for the worker), and its text decoded only if built here.
+    const body = typeof source === "string" ? source : source.data;
     const size = typeof body === "string" ? body.length : body.byteLength;
-    const text = (): string => (typeof body === "string" ? body : new TextDecoder().decode(body));
+    const text = (): string => (typeof source === "string" ? source : source.text);
     if (size < CHUNKED_FROM_CHARS) return { kind: "ads", result: parseCatalog(text()), chunked: false };
     if (builder && !this.workerFailed) {
       log.debug("building the catalog on the worker thread", { size, from });
