@@ -18,6 +18,8 @@ export class HmacSha256 {
   private readonly outer = Buffer.alloc(BLOCK + 32);
   private readonly innerDigest = this.outer.subarray(BLOCK);
   private readonly out = Buffer.alloc(32);
+  /** `inner.subarray(0, end)` by `end`, made once per length (a view is an allocation). */
+  private readonly views: Buffer[] = [];
   private readonly start: number;
 
   /** `prefix` (UTF-8) is prepended to every message, hashed from a precomputed copy. */
@@ -36,12 +38,37 @@ export class HmacSha256 {
   digest(message: string): Buffer {
     // Bytes of a UTF-8 string are at most 3 per UTF-16 unit: the scratch fits it when this holds.
     if (this.start + message.length * 3 <= SCRATCH) {
-      const end = this.start + this.inner.write(message, this.start, "utf8");
-      Bun.SHA256.hash(this.inner.subarray(0, end), this.innerDigest);
-    } else {
-      const input = Buffer.concat([this.inner.subarray(0, this.start), Buffer.from(message, "utf8")]);
-      Bun.SHA256.hash(input, this.innerDigest);
+      return this.digestScratch(this.inner.write(message, this.start, "utf8"));
     }
+    const input = Buffer.concat([this.inner.subarray(0, this.start), Buffer.from(message, "utf8")]);
+    Bun.SHA256.hash(input, this.innerDigest);
+    Bun.SHA256.hash(this.outer, this.out);
+    return this.out;
+  }
+
+  /**
+   * Where a caller may write a message as bytes, for `digestScratch`: `scratch[messageStart, …)`
+   * up to `scratch.length`. Bytes past the message are not hashed (a caller may keep other
+   * output there); everything in the scratch is overwritten by the next message.
+   */
+  get scratch(): Buffer {
+    return this.inner;
+  }
+
+  get messageStart(): number {
+    return this.start;
+  }
+
+  /** The MAC of `prefix ‖ scratch[messageStart, messageStart + length)` (see `digest`). */
+  digestScratch(length: number): Buffer {
+    const end = this.start + length;
+    if (!(length >= 0 && end <= SCRATCH)) throw new RangeError("HMAC message does not fit the scratch");
+    let view = this.views[end];
+    if (view === undefined) {
+      view = this.inner.subarray(0, end);
+      this.views[end] = view;
+    }
+    Bun.SHA256.hash(view, this.innerDigest);
     Bun.SHA256.hash(this.outer, this.out);
     return this.out;
   }

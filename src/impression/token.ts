@@ -74,13 +74,17 @@ export function newNonce(): string {
 }
 
 /**
- * Nonces for the hot path: 48 random bits per process, then a counter (unique per process, and
- * across processes with overwhelming probability), without a random draw per request.
+ * Nonces for the hot path: 48 random bits per process, then a decimal counter (unique per
+ * process, and across processes with overwhelming probability), without a random draw per
+ * request. Decimal: `toString(36)` cost about 0.3 µs a call here.
  */
 export function nonceSequence(): () => string {
   const prefix = Buffer.from(crypto.getRandomValues(new Uint8Array(6))).toString("base64url");
   let n = 0;
-  return () => `${prefix}${(n++).toString(36)}`;
+  return () => {
+    n = n + 1 < Number.MAX_SAFE_INTEGER ? n + 1 : 0;
+    return prefix + n;
+  };
 }
 
 function checkField(value: string | undefined, name: string, required: boolean): void {
@@ -98,28 +102,103 @@ function macOf(hmac: HmacSha256, payload: string): string {
   return hmac.digest(payload).toString("base64url", 0, 17).slice(0, MAC_CHARS);
 }
 
-/** Scratch for the payload's bytes: base64url-encoded from here without a Buffer per token. */
-const PAYLOAD_SCRATCH = 8192;
-const payloadScratch = Buffer.alloc(PAYLOAD_SCRATCH);
+/**
+ * The payload's JSON bytes, written here and then base64url-encoded into the MAC's scratch, so a
+ * token makes one string (the token) instead of five (JSON, payload, MAC, their joins). A field
+ * is at most 128 UTF-16 units: as JSON at most 770 bytes (`\u00XX` escapes), 7 fields fit.
+ */
+const jsonScratch = Buffer.alloc(8192);
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: the whole ASCII range, control characters included, is the point.
-const ASCII = /^[\x00-\x7f]*$/;
-
-/** Strings JSON writes as-is between quotes (printable ASCII without `"` and `\`). */
-const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
-
-/** The payload's JSON text; a template when every string is plain (same bytes as JSON.stringify). */
-function payloadJson(fields: readonly unknown[]): string {
-  let out = "[";
-  for (let i = 0; i < fields.length; i++) {
-    const f = fields[i];
-    if (i > 0) out += ",";
-    if (typeof f === "string") {
-      if (!PLAIN.test(f)) return JSON.stringify(fields);
-      out += `"${f}"`;
-    } else out += f === null ? "null" : String(f);
+/** Writes `"s"` at `at` if JSON writes `s` as-is (printable ASCII, no `"` or `\`); else -1. */
+function putPlain(buf: Uint8Array, at: number, s: string): number {
+  buf[at++] = 0x22;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return -1;
+    buf[at++] = c;
   }
-  return `${out}]`;
+  buf[at++] = 0x22;
+  return at;
+}
+
+/** Writes `,` then the field (`null` when absent); -1 if it is not plain. */
+function putField(buf: Uint8Array, at: number, s: string | undefined): number {
+  buf[at++] = 0x2c;
+  if (s !== undefined) return putPlain(buf, at, s);
+  buf[at] = 0x6e; // null
+  buf[at + 1] = 0x75;
+  buf[at + 2] = 0x6c;
+  buf[at + 3] = 0x6c;
+  return at + 4;
+}
+
+/** Writes the decimal digits of a safe non-negative integer. */
+function putInt(buf: Uint8Array, at: number, value: number): number {
+  let digits = 1;
+  for (let v = value; v >= 10; v = Math.floor(v / 10)) digits++;
+  let v = value;
+  for (let i = at + digits - 1; i >= at; i--) {
+    buf[i] = 0x30 + (v % 10);
+    v = Math.floor(v / 10);
+  }
+  return at + digits;
+}
+
+/**
+ * The payload's JSON, `[1, adId, decidedAtMs, nonce, playerHash, country, lang]` with trailing
+ * absent fields dropped and inner ones `null`, as UTF-8 in `jsonScratch`; returns its length.
+ * Written byte by byte when every string is plain (the same bytes as `JSON.stringify`, tested),
+ * else `JSON.stringify`.
+ */
+function payloadJson(c: ImpressionClaims): number {
+  const { adId, decidedAtMs, nonce, playerHash, country, lang } = c;
+  const last = lang !== undefined ? 6 : country !== undefined ? 5 : playerHash !== undefined ? 4 : 3;
+  const buf = jsonScratch;
+  buf[0] = 0x5b; // [1,
+  buf[1] = 0x30 + VERSION;
+  buf[2] = 0x2c;
+  let at = putPlain(buf, 3, adId);
+  if (at >= 0) {
+    buf[at++] = 0x2c;
+    at = putInt(buf, at, decidedAtMs);
+    buf[at++] = 0x2c;
+    at = putPlain(buf, at, nonce);
+  }
+  if (at >= 0 && last >= 4) at = putField(buf, at, playerHash);
+  if (at >= 0 && last >= 5) at = putField(buf, at, country);
+  if (at >= 0 && last === 6) at = putField(buf, at, lang);
+  if (at >= 0) {
+    buf[at] = 0x5d; // ]
+    return at + 1;
+  }
+  const fields = [VERSION, adId, decidedAtMs, nonce, playerHash ?? null, country ?? null, lang ?? null];
+  return buf.write(JSON.stringify(fields.slice(0, last + 1)), 0, "utf8");
+}
+
+const BASE64URL = Uint8Array.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", (c) =>
+  c.charCodeAt(0),
+);
+
+/** Unpadded base64url of `src[0, length)` written at `dst[at]` (as `Buffer`'s); returns the end. */
+function base64urlInto(src: Uint8Array, length: number, dst: Uint8Array, at: number): number {
+  const alphabet = BASE64URL;
+  let i = 0;
+  for (; i + 2 < length; i += 3) {
+    const v = ((src[i] as number) << 16) | ((src[i + 1] as number) << 8) | (src[i + 2] as number);
+    dst[at] = alphabet[v >>> 18] as number;
+    dst[at + 1] = alphabet[(v >>> 12) & 63] as number;
+    dst[at + 2] = alphabet[(v >>> 6) & 63] as number;
+    dst[at + 3] = alphabet[v & 63] as number;
+    at += 4;
+  }
+  const rest = length - i;
+  if (rest > 0) {
+    const v = ((src[i] as number) << 16) | (rest === 2 ? (src[i + 1] as number) << 8 : 0);
+    dst[at++] = alphabet[v >>> 18] as number;
+    dst[at++] = alphabet[(v >>> 12) & 63] as number;
+    if (rest === 2) dst[at++] = alphabet[(v >>> 6) & 63] as number;
+  }
+  return at;
 }
 
 /** Decodes canonical unpadded base64url, or null (a spelling `toString` would not produce). */
@@ -185,23 +264,14 @@ export function createImpressionSigner(key: Uint8Array, options: SignerOptions):
       if (!Number.isSafeInteger(claims.decidedAtMs) || claims.decidedAtMs < 0) {
         throw new RangeError("decidedAtMs must be a non-negative integer (epoch ms)");
       }
-      const fields: unknown[] = [
-        VERSION,
-        claims.adId,
-        claims.decidedAtMs,
-        claims.nonce,
-        claims.playerHash ?? null,
-        claims.country ?? null,
-        claims.lang ?? null,
-      ];
-      while (fields.length > 4 && fields[fields.length - 1] === null) fields.pop();
-      // The payload JSON is ASCII unless a field is not: latin1 is then the same bytes, faster.
-      const json = payloadJson(fields);
-      const payload =
-        json.length <= PAYLOAD_SCRATCH && ASCII.test(json)
-          ? payloadScratch.toString("base64url", 0, payloadScratch.write(json, 0, "latin1"))
-          : Buffer.from(json, "utf8").toString("base64url");
-      return `${payload}.${macOf(signMac, payload)}`;
+      // payload = base64url(JSON) into the MAC's scratch, its MAC after it: one string at the end.
+      const scratch = signMac.scratch;
+      const start = signMac.messageStart;
+      const end = base64urlInto(jsonScratch, payloadJson(claims), scratch, start);
+      const mac = signMac.digestScratch(end - start);
+      scratch[end] = 0x2e; // .
+      base64urlInto(mac, 17, scratch, end + 1);
+      return scratch.toString("latin1", start, end + 1 + MAC_CHARS);
     },
     verify(token, nowMs) {
       if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH) return MALFORMED;

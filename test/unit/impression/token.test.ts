@@ -5,6 +5,7 @@ import {
   type ImpressionClaims,
   MAX_TOKEN_LENGTH,
   newNonce,
+  nonceSequence,
 } from "../../../src/impression/token.ts";
 
 const KEY = new Uint8Array(32).fill(7);
@@ -173,6 +174,15 @@ describe("impression tokens", () => {
     for (const n of seen) expect(n).toMatch(/^[A-Za-z0-9_-]{16}$/);
   });
 
+  test("a nonce sequence: URL-safe, unique within the sequence, and a random prefix per sequence", () => {
+    const next = nonceSequence();
+    const seen = new Set(Array.from({ length: 10_000 }, next));
+    expect(seen.size).toBe(10_000);
+    for (const n of seen) expect(n).toMatch(/^[A-Za-z0-9_-]{8}[0-9]+$/);
+    const [a, b] = [next(), nonceSequence()()];
+    expect(a.slice(0, 8)).not.toBe(b.slice(0, 8));
+  });
+
   test("fast-check: any claims round-trip, and any single-character change is refused", () => {
     const field = fc
       .string({ minLength: 1, maxLength: 128, unit: "grapheme" })
@@ -205,6 +215,44 @@ describe("impression tokens", () => {
         },
       ),
       { numRuns: 500, seed: 5 },
+    );
+  });
+
+  test("fast-check: the payload is JSON.stringify of the claims array, trailing absent fields dropped", () => {
+    // Plain ASCII (the template's case) and anything else (JSON.stringify's): the same bytes.
+    const field = fc.oneof(
+      fc.stringMatching(/^[\x20-\x7e]{1,40}$/),
+      fc.string({ minLength: 1, maxLength: 40, unit: "binary" }),
+    );
+    fc.assert(
+      fc.property(
+        fc.record(
+          {
+            adId: field,
+            decidedAtMs: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+            nonce: field,
+            playerHash: field,
+            country: field,
+            lang: field,
+          },
+          { requiredKeys: ["adId", "decidedAtMs", "nonce"] },
+        ),
+        (claims) => {
+          const fields: unknown[] = [
+            1,
+            claims.adId,
+            claims.decidedAtMs,
+            claims.nonce,
+            claims.playerHash ?? null,
+            claims.country ?? null,
+            claims.lang ?? null,
+          ];
+          while (fields.length > 4 && fields[fields.length - 1] === null) fields.pop();
+          const payload = signer.sign(claims).split(".")[0] as string;
+          expect(Buffer.from(payload, "base64url").toString("utf8")).toBe(JSON.stringify(fields));
+        },
+      ),
+      { numRuns: 1000, seed: 11 },
     );
   });
 

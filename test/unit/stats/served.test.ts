@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { ServedStats } from "../../../src/stats/served.ts";
+import { type AdKeys, ServedStats } from "../../../src/stats/served.ts";
 
 const T0 = Date.UTC(2026, 10, 3, 14, 0);
 
@@ -178,12 +178,44 @@ describe("ServedStats", () => {
 
   test("fast-check: counts match a reference model, and the sum of drains equals the snapshot", () => {
     const event = fc.record({
-      kind: fc.constantFrom("served", "served", "impression", "noFill", "drain", "retain"),
+      kind: fc.constantFrom(
+        "served",
+        "served",
+        "servedAd",
+        "servedAd",
+        "impression",
+        "noFill",
+        "drain",
+        "retain",
+      ),
       ad: fc.constantFrom("a", "b", "c", "ad-000001", "ad-100001"),
       country: fc.constantFrom("us", "fr"),
       lang: fc.constantFrom("eng", "fre"),
       hour: fc.integer({ min: 0, max: 23 }),
+      table: fc.integer({ min: 0, max: 1 }),
+      n: fc.integer({ min: 0, max: 3 }),
     });
+    // Two catalogs' ads (`servedAd` counts by ad number): the same ids, some under other markets.
+    const table = (rows: readonly (readonly [string, string, string])[]): AdKeys => ({
+      length: rows.length,
+      id: (i) => (rows[i] as readonly string[])[0] as string,
+      country: (i) => (rows[i] as readonly string[])[1] as string,
+      lang: (i) => (rows[i] as readonly string[])[2] as string,
+    });
+    const tables = [
+      table([
+        ["a", "us", "eng"],
+        ["b", "us", "eng"],
+        ["c", "fr", "fre"],
+        ["ad-000001", "us", "fre"],
+      ]),
+      table([
+        ["a", "fr", "fre"],
+        ["b", "us", "eng"],
+        ["ad-100001", "us", "eng"],
+        ["c", "fr", "eng"],
+      ]),
+    ];
     fc.assert(
       fc.property(fc.array(event, { maxLength: 200 }), (events) => {
         const stats = new ServedStats({ startedAtMs: 0 });
@@ -202,6 +234,10 @@ describe("ServedStats", () => {
           if (e.kind === "served") {
             stats.served(e.ad, e.country, e.lang, e.hour);
             bump(model, `s|${e.ad}|${e.country}|${e.lang}|${e.hour}`, 1);
+          } else if (e.kind === "servedAd") {
+            const t = tables[e.table] as AdKeys;
+            stats.servedAd(t, e.n, e.hour);
+            bump(model, `s|${t.id(e.n)}|${t.country(e.n)}|${t.lang(e.n)}|${e.hour}`, 1);
           } else if (e.kind === "impression") {
             stats.impression(e.ad, e.country, e.lang, e.hour);
             bump(model, `i|${e.ad}|${e.country}|${e.lang}|${e.hour}`, 1);
@@ -230,7 +266,7 @@ describe("ServedStats", () => {
         expect(nonZero(seen)).toEqual(model);
         expect(nonZero(drained)).toEqual(model);
       }),
-      { numRuns: 300, seed: 13 },
+      { numRuns: 500, seed: 13 },
     );
   });
 });
