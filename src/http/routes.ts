@@ -419,10 +419,12 @@ export function makeRoutes(deps: RouteDeps): {
         metrics.shed();
         return overloaded(rid);
       }
-      const search = searchOf(req.url);
-      if (req.url.length > MAX_TARGET + 512 || search.length > MAX_TARGET) return tooLong(rid);
-      // A key in the URL leaks into proxies' and browsers' logs: refused before anything else.
-      if (hasApiKeyParam(search)) return keyInQuery(rid);
+      const url = req.url;
+      const search = searchOf(url);
+      if (url.length > MAX_TARGET + 512 || search.length > MAX_TARGET) return tooLong(rid);
+      // A key in the URL leaks into proxies' and browsers' logs: refused before anything else. A
+      // query string in the parse cache was checked when it was added (the cache keeps no key).
+      if (!parsedCache.has(search) && hasApiKeyParam(search)) return keyInQuery(rid);
       if (hasBody(req)) return bodyOnGet(rid);
       const afterAuth = (auth: AuthOutcome): Outcome | Promise<Outcome> =>
         auth.ok
