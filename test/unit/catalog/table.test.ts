@@ -81,7 +81,9 @@ describe("packAds", () => {
     const table = packAds(ads);
     expect(table.columns.texts.length).toBe(3);
     expect(table.columns.extra).toBeNull(); // no optional field: no column for them
-    for (const i of [0, 4095, 4096, 8191, 8192, n - 1]) expect(table.at(i)).toEqual(ads[i] as Ad);
+    const chunk = 1 << TEXT_CHUNK_BITS;
+    for (const i of [0, chunk - 1, chunk, 2 * chunk - 1, 2 * chunk, n - 1])
+      expect(table.at(i)).toEqual(ads[i] as Ad);
     expect(table.toArray()).toEqual(ads);
     // As the worker sends it: every chunk as bytes, each decoded on first use.
     const sent = textsAsBytes(table.columns);
