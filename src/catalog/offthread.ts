@@ -26,6 +26,11 @@ export interface BuildRequest {
    * the worker pauses between slices while it moves.
    */
   readonly activity: Int32Array | null;
+  /**
+   * The source digest of the catalog being served (see `Built`), or null: when `text` is bytes
+   * with this digest, the worker answers `same` without parsing them.
+   */
+  readonly unchangedDigest: string | null;
 }
 
 interface Counts {
@@ -47,7 +52,11 @@ export type BuildReply =
       readonly canonical: Uint8Array | null;
       /** Sleeps the paced build took (0 when not serving or the server was idle). */
       readonly pauses: number;
+      /** SHA-256 of the source's bytes (hex), or null when the source was a string. */
+      readonly digest: string | null;
     })
+  /** The source's bytes have `unchangedDigest`: not parsed, nothing built. */
+  | { readonly id: number; readonly kind: "same"; readonly digest: string }
   | { readonly id: number; readonly kind: "error"; readonly message: string };
 
 /** A build's outcome, with the snapshot made from a `built` reply. */
@@ -59,6 +68,7 @@ export type Built =
       readonly ads: number;
       readonly canonical: Uint8Array | null;
       readonly pauses: number;
+      readonly digest: string | null;
     });
 
 /** See `BuildRequest`. */
@@ -66,6 +76,11 @@ export interface BuildOptions {
   readonly canonical: boolean;
   /** Whether a snapshot is served, asked when the build starts (builds queue one at a time). */
   readonly serving?: () => boolean;
+  /**
+   * The source digest of the catalog served, asked when the build starts: bytes with that digest
+   * are answered `same`, not built (a source rewritten with the same content costs a hash).
+   */
+  readonly unchangedDigest?: () => string | null;
 }
 
 export interface OffThreadBuilder {
@@ -157,7 +172,10 @@ export function createOffThreadBuilder(options: OffThreadOptions = {}): OffThrea
     return w;
   };
 
-  const once = (text: string | Uint8Array, { canonical, serving }: BuildOptions): Promise<BuildReply> =>
+  const once = (
+    text: string | Uint8Array,
+    { canonical, serving, unchangedDigest }: BuildOptions,
+  ): Promise<BuildReply> =>
     new Promise<BuildReply>((resolve, reject) => {
       if (closed) {
         reject(new WorkerFailed("catalog worker closed"));
@@ -173,7 +191,14 @@ export function createOffThreadBuilder(options: OffThreadOptions = {}): OffThrea
       );
       pending = { id, resolve, reject, timer };
       try {
-        const request: BuildRequest = { id, text, canonical, serving: serving?.() ?? false, activity };
+        const request: BuildRequest = {
+          id,
+          text,
+          canonical,
+          serving: serving?.() ?? false,
+          activity,
+          unchangedDigest: unchangedDigest?.() ?? null,
+        };
         // Moved only when the view owns a whole buffer; else copied (or shared: a SharedArrayBuffer).
         const owned =
           typeof text !== "string" &&

@@ -119,6 +119,11 @@ export class CatalogSync {
   private answeredAtPause = 0;
   /** Set when the catalog worker failed once: builds then run on this thread. */
   private workerFailed = false;
+  /**
+   * The source digest (SHA-256 of its bytes) of a worker-built catalog and the snapshot it is
+   * equivalent to: while that snapshot is served, the worker answers the same bytes with `same`.
+   */
+  private sourceDigest: { readonly snapshot: Snapshot; readonly digest: string } | null = null;
   private timerPauseAt = 0;
 
   /**
@@ -271,10 +276,18 @@ export class CatalogSync {
     if (builder && !this.workerFailed) {
       log.debug("building the catalog on the worker thread", { size, from });
       try {
-        const options = { canonical, serving: () => holder.current !== null };
+        const options = {
+          canonical,
+          serving: () => holder.current !== null,
+          unchangedDigest: () =>
+            this.sourceDigest !== null && this.sourceDigest.snapshot === holder.current
+              ? this.sourceDigest.digest
+              : null,
+        };
         const built = await builder.build(body, options, now);
         if (built.kind === "built")
           log.debug("catalog built on the worker thread", { ads: built.ads, pauses: built.pauses });
+        if (built.kind === "same") log.debug("catalog bytes unchanged: not built", { size, from });
         return { kind: "built", built };
       } catch (error) {
         const message = `catalog worker failed: ${String(error).slice(0, 200)}`;
@@ -349,9 +362,16 @@ export class CatalogSync {
     if (prepared.kind === "worker_failed") throw new Error("unreachable: a failed build was accepted");
     if (prepared.kind === "built") {
       const built = prepared.built;
-      if (built.kind !== "built" || holder.current?.version === built.snapshot.version)
+      if (built.kind !== "built") return { kind: "unchanged" };
+      const current = holder.current;
+      if (current?.version === built.snapshot.version) {
+        // Other bytes, the same catalog: the next copy of these bytes is not built either.
+        if (current !== null && built.digest !== null)
+          this.sourceDigest = { snapshot: current, digest: built.digest };
         return { kind: "unchanged" };
+      }
       holder.swap(built.snapshot);
+      this.sourceDigest = built.digest === null ? null : { snapshot: built.snapshot, digest: built.digest };
       if (built.canonical !== null) await save(built.canonical);
       return {
         kind: "updated",
@@ -423,7 +443,8 @@ function rejectionOf(
 /** The first skipped entries, and how many there were. */
 function issuesOf(prepared: Prepared): { readonly issues: readonly Issue[]; readonly skipped: number } {
   if (prepared.kind === "worker_failed") return { issues: [], skipped: 0 };
-  if (prepared.kind === "built") return prepared.built;
+  if (prepared.kind === "built")
+    return prepared.built.kind === "same" ? { issues: [], skipped: 0 } : prepared.built;
   return { issues: prepared.result.issues, skipped: prepared.result.issues.length };
 }
 

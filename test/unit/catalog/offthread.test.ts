@@ -83,6 +83,32 @@ describe("off-thread build", () => {
     expect(inner.byteLength).toBe(text.length);
   });
 
+  test("bytes with the served source's digest are answered `same`, unparsed; other bytes are built", async () => {
+    const b = builder();
+    const first = await b.build(new TextEncoder().encode(text), { canonical: false }, Date.now);
+    if (first.kind !== "built" || first.digest === null) throw new Error("expected built with a digest");
+    expect(first.digest).toBe(new Bun.CryptoHasher("sha256").update(text).digest("hex"));
+    const served = first.digest;
+    const same = await b.build(
+      new TextEncoder().encode(text),
+      { canonical: false, unchangedDigest: () => served },
+      Date.now,
+    );
+    expect(same).toEqual({ id: expect.any(Number), kind: "same", digest: served });
+    // One byte more (the same catalog): built, with its own digest.
+    const other = await b.build(
+      new TextEncoder().encode(`${text} `),
+      { canonical: false, unchangedDigest: () => served },
+      Date.now,
+    );
+    expect(other.kind === "built" && other.digest !== served && other.snapshot.version).toBe(
+      first.snapshot.version,
+    );
+    // A string source (the state dir's copy) has no digest and is always built.
+    const fromText = await b.build(text, { canonical: false, unchangedDigest: () => served }, Date.now);
+    expect(fromText.kind === "built" && fromText.digest).toBeNull();
+  });
+
   test("paced only while serving, and only while the server answers requests", async () => {
     const activity = new Int32Array(new SharedArrayBuffer(4));
     const b = builder({ activity });

@@ -3,7 +3,7 @@
  * this thread; a failed worker fails that attempt only, and later builds run here in slices.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -148,6 +148,48 @@ describe("catalog sync with the worker", () => {
     expect(lines.some((l) => l.includes('"level":"error"') || l.includes('"level":"warn"'))).toBe(false);
     await sync.applyText(big, "redis");
     expect(broken.calls).toBe(2);
+  });
+
+  test("a source rewritten with the same bytes is hashed, not built; other bytes of the same catalog are built once", async () => {
+    const dir = await tempDir();
+    const source = join(dir, "source.json");
+    await writeFile(source, big);
+    const real = createOffThreadBuilder();
+    builders.push(real);
+    const replies: string[] = [];
+    const recording: OffThreadBuilder = {
+      build: async (text, options, loadedAt) => {
+        const built = await real.build(text, options, loadedAt);
+        replies.push(built.kind);
+        return built;
+      },
+      close: () => real.close(),
+    };
+    const { sync, holder } = syncWith(recording, null, { source });
+    // Each write gets its own modification time, so the loop reads the file again.
+    let stamp = 1_700_000_000;
+    const rewrite = async (content: string): Promise<void> => {
+      await writeFile(source, content);
+      stamp += 10;
+      await utimes(source, stamp, stamp);
+    };
+    expect(await sync.refresh()).toMatchObject({ kind: "updated", ads: 12_000 });
+    const served = holder.current;
+    // A new stamp, the same bytes (a deploy rewriting the file, or A → B → A).
+    await rewrite(big);
+    expect(await sync.refresh()).toEqual({ kind: "unchanged" });
+    // Other bytes, the same catalog: built, not swapped; then those bytes are known too.
+    await rewrite(`${big}\n`);
+    expect(await sync.refresh()).toEqual({ kind: "unchanged" });
+    await rewrite(`${big}\n`);
+    expect(await sync.refresh()).toEqual({ kind: "unchanged" });
+    expect(holder.current).toBe(served);
+    expect(replies).toEqual(["built", "same", "built", "same"]);
+    // Once another snapshot is served, the digest no longer applies: the same bytes are built.
+    holder.swap(buildSnapshot([], 0));
+    await rewrite(big);
+    expect(await sync.refresh()).toMatchObject({ kind: "updated", ads: 12_000 });
+    expect(replies.at(-1)).toBe("built");
   });
 
   test("the canonical document is built by the worker only when it is saved or published", async () => {
