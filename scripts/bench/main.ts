@@ -360,6 +360,7 @@ async function startAdsrv(
   workers: number,
   refresh: number,
   logLevel = "warn",
+  extra: readonly string[] = [],
 ): Promise<Server & { readyMs: number }> {
   const port = await freePort();
   const started = performance.now();
@@ -376,6 +377,7 @@ async function startAdsrv(
     String(refresh),
     "--log-level",
     logLevel,
+    ...extra,
   ]);
   await waitHttp(`http://127.0.0.1:${port}/readyz`, 120_000, proc);
   const readyMs = performance.now() - started;
@@ -616,7 +618,12 @@ async function main(): Promise<void> {
       const live = join(RUN, "reload-catalog.json");
       copyFileSync(a, live);
       const refresh = QUICK ? 1 : 2;
-      const rs = await startAdsrv(adsrvBin, "adsrv-reload", live, 1, refresh, "info");
+      // Its admin listener: the catalog sync's last-success age tells when no rebuild is running.
+      const adminPort = await freePort();
+      const rs = await startAdsrv(adsrvBin, "adsrv-reload", live, 1, refresh, "info", [
+        "--admin-listen",
+        `127.0.0.1:${adminPort}`,
+      ]);
       // Each file's catalog version, as adsrv computes it, to know when the server caught up.
       const versionOf = new Map([a, b].map((f) => [f, catalogVersionOf(adsrvBin, f)]));
       const quiet: RateResult[] = [];
@@ -644,11 +651,11 @@ async function main(): Promise<void> {
         loaded.push(await constantRate(rs.port, rate, seconds));
         stopped = true;
         await reloader;
-        // The next quiet run must not start while a rebuild of the last file is still running
-        // (earlier runs measured that backlog as "no reload" latency): wait until the server
-        // serves the last file's version, then one more refresh interval.
-        await servingVersion(rs.port, versionOf.get(last) as string);
-        await Bun.sleep(refresh * 1000);
+        // The next quiet run must not start while a rebuild is still running (earlier runs
+        // measured that backlog as "no reload" latency): wait until the server serves the last
+        // file's version and its sync has completed an attempt within a refresh interval, twice,
+        // a little more than an interval apart (a build in progress completes no attempt).
+        await settled(rs.port, adminPort, versionOf.get(last) as string, refresh);
         swaps += countLoads(join(RUN, "adsrv-reload.log")) - before;
         log(
           `reload round ${r + 1}: p99 ${fmtUs(quiet[r]?.p99 ?? 0)} quiet, ${fmtUs(loaded[r]?.p99 ?? 0)} reloading`,
@@ -788,6 +795,44 @@ function catalogVersionOf(bin: string, file: string): string {
 }
 
 /** Waits until `/readyz` on the port reports `version` (at most 120 s, else throws). */
+/** The catalog sync's seconds since its last successful attempt (admin /metrics), or null. */
+async function syncAge(adminPort: number): Promise<number | null> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith("adsrv_catalog_last_success_age_seconds "));
+    return line === undefined ? null : Number(line.split(" ")[1]);
+  } catch {
+    return null;
+  }
+}
+
+/** Serving `version`, and no rebuild running: two quick sync attempts in a row (see above). */
+async function settled(port: number, adminPort: number, version: string, refresh: number): Promise<void> {
+  const deadline = Date.now() + 180_000;
+  const quick = async (): Promise<boolean> => {
+    const age = await syncAge(adminPort);
+    return age !== null && age < refresh + 1;
+  };
+  while (Date.now() < deadline) {
+    await servingVersion(port, version);
+    if (await quick()) {
+      await Bun.sleep((refresh + 1.5) * 1000);
+      if ((await quick()) && (await servingVersionNow(port)) === version) return;
+    }
+    await Bun.sleep(250);
+  }
+  throw new Error(`the reloading server did not settle on catalog ${version} within 180 s`);
+}
+
+async function servingVersionNow(port: number): Promise<unknown> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+    return ((await res.json()) as { catalog_version?: unknown }).catalog_version;
+  } catch {
+    return null;
+  }
+}
+
 async function servingVersion(port: number, version: string): Promise<void> {
   const deadline = Date.now() + 120_000;
   while (Date.now() < deadline) {
