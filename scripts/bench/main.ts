@@ -794,7 +794,6 @@ function catalogVersionOf(bin: string, file: string): string {
   return version;
 }
 
-/** Waits until `/readyz` on the port reports `version` (at most 120 s, else throws). */
 /** The catalog sync's seconds since its last successful attempt (admin /metrics), or null. */
 async function syncAge(adminPort: number): Promise<number | null> {
   try {
@@ -833,6 +832,7 @@ async function servingVersionNow(port: number): Promise<unknown> {
   }
 }
 
+/** Waits until `/readyz` on the port reports `version` (at most 120 s, else throws). */
 async function servingVersion(port: number, version: string): Promise<void> {
   const deadline = Date.now() + 120_000;
   while (Date.now() < deadline) {

@@ -84,7 +84,7 @@ function build(
   const activity = request.serving ? request.activity : null;
   const paced = <T>(steps: Generator<void, T>): T => runPaced(steps, activity);
   const answeredAtStart = activity === null ? 0 : Atomics.load(activity, 0);
-  // The same bytes as the catalog served (a source rewritten unchanged, or alternating back):
+  // The same bytes as the catalog served (a source rewritten unchanged, or changed back):
   // a hash instead of a build that would end in the same version.
   const digest = typeof source === "string" ? null : paced(digestSteps(source));
   if (digest !== null && digest === request.unchangedDigest) {

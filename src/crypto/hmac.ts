@@ -47,19 +47,17 @@ export class HmacSha256 {
   }
 
   /**
-   * Where a caller may write a message as bytes, for `digestScratch`: `scratch[messageStart, …)`
-   * up to `scratch.length`. Bytes past the message are not hashed (a caller may keep other
-   * output there); everything in the scratch is overwritten by the next message.
+   * Where a caller may write a message as bytes, for `digestScratch`: a view after the key and
+   * the prefix (which it cannot reach). Bytes past the message are not hashed (a caller may keep
+   * other output there); everything in it is overwritten by the next message.
    */
-  get scratch(): Buffer {
-    return this.inner;
+  get message(): Buffer {
+    this.#message ??= this.inner.subarray(this.start);
+    return this.#message;
   }
+  #message: Buffer | undefined;
 
-  get messageStart(): number {
-    return this.start;
-  }
-
-  /** The MAC of `prefix ‖ scratch[messageStart, messageStart + length)` (see `digest`). */
+  /** The MAC of `prefix ‖ message[0, length)` (see `digest` and `message`). */
   digestScratch(length: number): Buffer {
     const end = this.start + length;
     if (!(length >= 0 && end <= SCRATCH)) throw new RangeError("HMAC message does not fit the scratch");

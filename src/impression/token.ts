@@ -265,13 +265,12 @@ export function createImpressionSigner(key: Uint8Array, options: SignerOptions):
         throw new RangeError("decidedAtMs must be a non-negative integer (epoch ms)");
       }
       // payload = base64url(JSON) into the MAC's scratch, its MAC after it: one string at the end.
-      const scratch = signMac.scratch;
-      const start = signMac.messageStart;
-      const end = base64urlInto(jsonScratch, payloadJson(claims), scratch, start);
-      const mac = signMac.digestScratch(end - start);
-      scratch[end] = 0x2e; // .
-      base64urlInto(mac, 17, scratch, end + 1);
-      return scratch.toString("latin1", start, end + 1 + MAC_CHARS);
+      const out = signMac.message;
+      const end = base64urlInto(jsonScratch, payloadJson(claims), out, 0);
+      const mac = signMac.digestScratch(end);
+      out[end] = 0x2e; // .
+      base64urlInto(mac, 17, out, end + 1);
+      return out.toString("latin1", 0, end + 1 + MAC_CHARS);
     },
     verify(token, nowMs) {
       if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH) return MALFORMED;

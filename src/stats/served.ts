@@ -92,6 +92,12 @@ export interface AdKeys {
   lang(ad: number): string;
 }
 
+interface AdKeyCache {
+  readonly ads: AdKeys;
+  readonly keys: Int32Array;
+  readonly generation: number;
+}
+
 export const DEFAULT_MAX_KEYS = 262_144;
 export const DEFAULT_MAX_NO_FILL_KEYS = 24_576;
 const INITIAL_CAPACITY = 256;
@@ -375,8 +381,9 @@ export class ServedStats {
   #droppedServed = 0;
   #droppedImpressions = 0;
   #droppedNoFill = 0;
-  /** Row keys of the ads of the table last counted by `servedAd` (key + 1; 0 not looked up yet). */
-  #adKeys: { readonly ads: AdKeys; readonly keys: Int32Array; readonly generation: number } | null = null;
+  /** Row keys of each table's ads counted by `servedAd` (key + 1; 0 not looked up yet). */
+  readonly #adKeys = new WeakMap<AdKeys, AdKeyCache>();
+  #lastAdKeys: AdKeyCache | null = null;
 
   constructor(options: ServedStatsOptions) {
     this.#rows = new CounterTable(2, checkLimit(options.maxKeys ?? DEFAULT_MAX_KEYS, "maxKeys"));
@@ -398,22 +405,41 @@ export class ServedStats {
    * One ad served, by its number in a catalog's ads (the hot path): counted as
    * `served(ads.id(ad), ads.country(ad), ads.lang(ad), hour)` (an ad is served only for its own
    * country and language). The row key of each ad is remembered per table, so an ad served
-   * again costs no hashing of its id; the memory (4 bytes an ad) is that of the current table.
+   * again costs no hashing of its id (4 bytes an ad, kept as long as the table).
    */
   servedAd(ads: AdKeys, ad: number, hour: number): void {
-    let known = this.#adKeys;
-    if (known === null || known.ads !== ads || known.generation !== this.#rows.generation) {
-      known = { ads, keys: new Int32Array(ads.length), generation: this.#rows.generation };
-      this.#adKeys = known;
+    if (
+      !(hour >= 0 && hour < HOURS && (hour | 0) === hour && ad >= 0 && ad < ads.length && (ad | 0) === ad)
+    ) {
+      this.#droppedServed++;
+      return;
     }
-    let k = (known.keys[ad] as number) - 1;
+    const known = this.#keysOf(ads);
+    let k = (known[ad] as number) - 1;
     if (k < 0) {
       k = this.#rows.key(ads.id(ad), ads.country(ad), ads.lang(ad));
-      if (k >= 0) known.keys[ad] = k + 1;
+      if (k >= 0) known[ad] = k + 1;
     }
-    const s = k >= 0 && hour >= 0 && hour < HOURS && (hour | 0) === hour ? this.#rows.slotOfKey(k, hour) : -1;
+    const s = k >= 0 ? this.#rows.slotOfKey(k, hour) : -1;
     if (s < 0) this.#droppedServed++;
     else this.#rows.add(s, SERVED, 1);
+  }
+
+  /**
+   * The remembered row keys of a table's ads. Per table (answers that awaited the player store
+   * may still count against the table swapped out), dropped with the table; all forgotten when
+   * `retain` frees keys.
+   */
+  #keysOf(ads: AdKeys): Int32Array {
+    const last = this.#lastAdKeys;
+    if (last !== null && last.ads === ads && last.generation === this.#rows.generation) return last.keys;
+    let known = this.#adKeys.get(ads);
+    if (known === undefined || known.generation !== this.#rows.generation) {
+      known = { ads, keys: new Int32Array(ads.length), generation: this.#rows.generation };
+      this.#adKeys.set(ads, known);
+    }
+    this.#lastAdKeys = known;
+    return known.keys;
   }
 
   /** One counted impression (not a replay) for a decision taken in that UTC hour. */

@@ -396,6 +396,20 @@ describe("rate limits", () => {
 });
 
 describe("the edge", () => {
+  test("concurrent fills each carry their own request id (the fill headers are shared per catalog)", async () => {
+    const h = await start({ apiKeysFile: null });
+    const ids = Array.from({ length: 200 }, (_, i) => `game-${i}`);
+    const answers = await Promise.all(ids.map((id) => h.get(AD, { "X-Request-Id": id })));
+    expect(answers.map((r) => r.status)).toEqual(ids.map(() => 200));
+    expect(answers.map((r) => r.headers.get("x-request-id"))).toEqual(ids);
+    for (const r of answers) {
+      expect(r.headers.get("cache-control")).toBe("no-store");
+      expect(r.headers.get("adsrv-catalog-version")).toBe(h.server.holder.current?.version ?? "");
+    }
+    const generated = await Promise.all([h.get(AD), h.get(AD), h.get(AD)]);
+    expect(new Set(generated.map((r) => r.headers.get("x-request-id"))).size).toBe(3);
+  });
+
   test("request ids: a well-formed caller id is echoed, anything else replaced; both appear in the logs", async () => {
     const h = await start({ apiKeysFile: null });
     const echoed = await h.get(AD, { "X-Request-Id": "game-42.req:7" });

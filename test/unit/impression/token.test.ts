@@ -220,9 +220,13 @@ describe("impression tokens", () => {
 
   test("fast-check: the payload is JSON.stringify of the claims array, trailing absent fields dropped", () => {
     // Plain ASCII (the template's case) and anything else (JSON.stringify's): the same bytes.
+    // Any UTF-16 unit, lone surrogates and control characters included, up to the 128 allowed
+    // (the longest JSON the scratch buffers must hold).
+    const anyUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
     const field = fc.oneof(
-      fc.stringMatching(/^[\x20-\x7e]{1,40}$/),
-      fc.string({ minLength: 1, maxLength: 40, unit: "binary" }),
+      fc.stringMatching(/^[\x20-\x7e]{1,128}$/),
+      fc.string({ minLength: 1, maxLength: 128, unit: anyUnit }),
+      fc.constantFrom("\u0001".repeat(128), "\ud800".repeat(128), '"\\'.repeat(64)),
     );
     fc.assert(
       fc.property(

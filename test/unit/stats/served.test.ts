@@ -193,7 +193,7 @@ describe("ServedStats", () => {
       lang: fc.constantFrom("eng", "fre"),
       hour: fc.integer({ min: 0, max: 23 }),
       table: fc.integer({ min: 0, max: 1 }),
-      n: fc.integer({ min: 0, max: 3 }),
+      n: fc.integer({ min: 0, max: 4 }), // 4: past the table's end, dropped
     });
     // Two catalogs' ads (`servedAd` counts by ad number): the same ids, some under other markets.
     const table = (rows: readonly (readonly [string, string, string])[]): AdKeys => ({
@@ -237,7 +237,7 @@ describe("ServedStats", () => {
           } else if (e.kind === "servedAd") {
             const t = tables[e.table] as AdKeys;
             stats.servedAd(t, e.n, e.hour);
-            bump(model, `s|${t.id(e.n)}|${t.country(e.n)}|${t.lang(e.n)}|${e.hour}`, 1);
+            if (e.n < t.length) bump(model, `s|${t.id(e.n)}|${t.country(e.n)}|${t.lang(e.n)}|${e.hour}`, 1);
           } else if (e.kind === "impression") {
             stats.impression(e.ad, e.country, e.lang, e.hour);
             bump(model, `i|${e.ad}|${e.country}|${e.lang}|${e.hour}`, 1);

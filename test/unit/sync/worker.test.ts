@@ -192,6 +192,43 @@ describe("catalog sync with the worker", () => {
     expect(replies.at(-1)).toBe("built");
   });
 
+  test("`same` after another snapshot was swapped in meanwhile: the source is read again next time", async () => {
+    const dir = await tempDir();
+    const source = join(dir, "source.json");
+    await writeFile(source, big);
+    const real = createOffThreadBuilder();
+    builders.push(real);
+    const other = buildSnapshot([], 0);
+    let swapAfterBuild = false;
+    const replies: string[] = [];
+    const { sync, holder } = syncWith(
+      {
+        build: async (text, options, loadedAt) => {
+          const built = await real.build(text, options, loadedAt);
+          replies.push(built.kind);
+          // As the fleet's swap of a small shared document would, while the worker hashed.
+          if (swapAfterBuild) holder.swap(other);
+          return built;
+        },
+        close: () => real.close(),
+      },
+      null,
+      { source },
+    );
+    expect(await sync.refresh()).toMatchObject({ kind: "updated", ads: 12_000 });
+    const version = holder.current?.version;
+    await writeFile(source, big);
+    await utimes(source, 1_700_000_100, 1_700_000_100);
+    swapAfterBuild = true;
+    expect(await sync.refresh()).toEqual({ kind: "unchanged" });
+    swapAfterBuild = false;
+    expect(holder.current).toBe(other);
+    // The file did not change again, but its validators were not kept: read, built, swapped back.
+    expect(await sync.refresh()).toMatchObject({ kind: "updated", ads: 12_000 });
+    expect(holder.current?.version).toBe(version);
+    expect(replies).toEqual(["built", "same", "built"]);
+  });
+
   test("the canonical document is built by the worker only when it is saved or published", async () => {
     const dir = await tempDir();
     const source = join(dir, "source.json");
