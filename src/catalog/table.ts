@@ -14,8 +14,8 @@ import type { Ad } from "./types.ts";
  * Ads per text chunk: each chunk's ids and URLs are one string. A chunk from the catalog worker
  * arrives as UTF-8 bytes and is decoded on the serving thread when first read, inside a request:
  * 512 ads (about 32 KB) decode in 44-54 µs here; 4,096 (260 KB) took 0.17-0.44 ms, up to 1.3 ms
- * under load: a stall in the middle of serving for each of a 1M-ad catalog's 245 chunks after
- * every swap. 1,954 strings for a million ads are still few cells for the collector (18,403 for
+ * under load, each a stall in the middle of serving (the total per swap is about the same;
+ * the stalls are shorter). 1,954 strings for a million ads are still few cells for the collector (18,403 for
  * a live 1M-ad snapshot, against about 13,000 with 4,096-ad chunks).
  */
 export const TEXT_CHUNK_BITS = 9;

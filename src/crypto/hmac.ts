@@ -21,6 +21,12 @@ export class HmacSha256 {
   /** `inner.subarray(0, end)` by `end`, made once per length (a view is an allocation). */
   private readonly views: Buffer[] = [];
   private readonly start: number;
+  /**
+   * Where a caller may write a message as bytes, for `digestScratch`: a view after the key and
+   * the prefix (which it cannot reach). Bytes past the message are not hashed (a caller may keep
+   * other output there); everything in it is overwritten by the next message.
+   */
+  readonly message: Buffer;
 
   /** `prefix` (UTF-8) is prepended to every message, hashed from a precomputed copy. */
   constructor(key: Uint8Array | string, prefix = "") {
@@ -32,6 +38,7 @@ export class HmacSha256 {
     }
     this.start = BLOCK + this.inner.write(prefix, BLOCK, "utf8");
     if (this.start >= SCRATCH / 2) throw new RangeError("HMAC prefix too long");
+    this.message = this.inner.subarray(this.start);
   }
 
   /** The MAC of `prefix ‖ message` (UTF-8): a 32-byte buffer, overwritten by the next call. */
@@ -45,17 +52,6 @@ export class HmacSha256 {
     Bun.SHA256.hash(this.outer, this.out);
     return this.out;
   }
-
-  /**
-   * Where a caller may write a message as bytes, for `digestScratch`: a view after the key and
-   * the prefix (which it cannot reach). Bytes past the message are not hashed (a caller may keep
-   * other output there); everything in it is overwritten by the next message.
-   */
-  get message(): Buffer {
-    this.#message ??= this.inner.subarray(this.start);
-    return this.#message;
-  }
-  #message: Buffer | undefined;
 
   /** The MAC of `prefix ‖ message[0, length)` (see `digest` and `message`). */
   digestScratch(length: number): Buffer {

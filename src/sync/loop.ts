@@ -124,11 +124,6 @@ export class CatalogSync {
    * equivalent to: while that snapshot is served, the worker answers the same bytes with `same`.
    */
   private sourceDigest: { readonly snapshot: Snapshot; readonly digest: string } | null = null;
-  /**
-   * Set when a `same` answer came after another snapshot was swapped in (the fleet, during the
-   * hash): the source's validators are then not kept, so the next attempt reads it again.
-   */
-  private rereadSource = false;
   private timerPauseAt = 0;
 
   /**
@@ -248,10 +243,11 @@ export class CatalogSync {
   async applyFetched(fetched: Fetched, from: "source" | "redis"): Promise<SyncOutcome> {
     if (fetched.kind === "unchanged") return this.report({ kind: "unchanged" });
     if (fetched.kind === "failed") return this.report(fetched.outcome);
-    this.rereadSource = false;
     const outcome = await this.accept(fetched.prepared, from, fetched.bytes, false);
-    // Remember validators only for an accepted document, so a rejected one is read again.
-    if (outcome.kind !== "failed" && from === "source" && !this.rereadSource)
+    // Remember validators only for an accepted document, so a rejected one is read again; and
+    // not for bytes found `same` as a snapshot no longer served (another was swapped in while
+    // the worker hashed them, by the fleet): those are read again next time.
+    if (outcome.kind !== "failed" && from === "source" && !this.sameAsReplaced(fetched.prepared))
       this.validators = fetched.validators;
     return this.report(outcome);
   }
@@ -324,6 +320,15 @@ export class CatalogSync {
     return this.report(outcome);
   }
 
+  /** Whether the worker found these bytes `same` as a snapshot that is no longer served. */
+  private sameAsReplaced(prepared: Prepared): boolean {
+    return (
+      prepared.kind === "built" &&
+      prepared.built.kind === "same" &&
+      this.sourceDigest?.snapshot !== this.options.holder.current
+    );
+  }
+
   private logIssues(prepared: Prepared): void {
     const { log } = this.options;
     const { issues, skipped } = issuesOf(prepared);
@@ -369,7 +374,6 @@ export class CatalogSync {
     if (prepared.kind === "worker_failed") throw new Error("unreachable: a failed build was accepted");
     if (prepared.kind === "built") {
       const built = prepared.built;
-      if (built.kind === "same" && this.sourceDigest?.snapshot !== holder.current) this.rereadSource = true;
       if (built.kind !== "built") return { kind: "unchanged" };
       const current = holder.current;
       if (current?.version === built.snapshot.version) {
