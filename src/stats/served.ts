@@ -164,7 +164,7 @@ function grown<T extends Int32Array | Uint32Array | Uint8Array | Float64Array>(
  */
 class CounterTable {
   readonly columns: number;
-  maxKeys: number;
+  #maxKeys: number;
   /** First key of each hash bucket, -1 when empty; a power of two, at least twice the keys. */
   #buckets = new Int32Array(INITIAL_CAPACITY * 2).fill(-1);
   // Keys.
@@ -192,7 +192,17 @@ class CounterTable {
 
   constructor(columns: number, maxKeys: number) {
     this.columns = columns;
-    this.maxKeys = maxKeys;
+    this.#maxKeys = maxKeys;
+  }
+
+  get maxKeys(): number {
+    return this.#maxKeys;
+  }
+
+  /** Changes the bound; a new bound may let keys in that were refused, so `generation` moves. */
+  set maxKeys(value: number) {
+    if (value !== this.#maxKeys) this.generation++;
+    this.#maxKeys = value;
   }
 
   get size(): number {
@@ -200,8 +210,10 @@ class CounterTable {
   }
 
   /**
-   * Bumped whenever a key is released (`retain`): key indexes remembered elsewhere (see
-   * `ServedStats.servedAd`) are valid while it is unchanged.
+   * Bumped whenever a key is released (`retain`) or the bound changes: key indexes and "table
+   * full" answers remembered elsewhere (see `ServedStats.servedAd`) are valid while it is
+   * unchanged. (Keys are only ever added otherwise, so a key refused as past the bound stays
+   * refused until then.)
    */
   generation = 0;
 
@@ -227,14 +239,14 @@ class CounterTable {
     )
       k = this.#nextKey[k] as number;
     if (k >= 0) return k;
-    return this.#used >= this.maxKeys ? -1 : this.#newKey(hash, a, b, c);
+    return this.#used >= this.#maxKeys ? -1 : this.#newKey(hash, a, b, c);
   }
 
   /** The slot of key `k` (in use) at `hour` (0-23), made on first use; -1 when the table is full. */
   slotOfKey(k: number, hour: number): number {
     const found = this.#keySlots[k * HOURS + hour] as number;
     if (found >= 0) return found;
-    if (this.#used >= this.maxKeys) return -1;
+    if (this.#used >= this.#maxKeys) return -1;
     const s = this.#allocate();
     this.#keySlots[k * HOURS + hour] = s;
     this.#slotKey[s] = k;
@@ -381,7 +393,10 @@ export class ServedStats {
   #droppedServed = 0;
   #droppedImpressions = 0;
   #droppedNoFill = 0;
-  /** Row keys of each table's ads counted by `servedAd` (key + 1; 0 not looked up yet). */
+  /**
+   * Row keys of each table's ads counted by `servedAd`: key + 1; 0 not looked up yet; -1 refused
+   * (new while the table was full), so a full table costs an array read per serve, not a hash.
+   */
   readonly #adKeys = new WeakMap<AdKeys, AdKeyCache>();
   #lastAdKeys: AdKeyCache | null = null;
 
@@ -416,9 +431,9 @@ export class ServedStats {
     }
     const known = this.#keysOf(ads);
     let k = (known[ad] as number) - 1;
-    if (k < 0) {
+    if (k === -1) {
       k = this.#rows.key(ads.id(ad), ads.country(ad), ads.lang(ad));
-      if (k >= 0) known[ad] = k + 1;
+      known[ad] = k >= 0 ? k + 1 : -1;
     }
     const s = k >= 0 ? this.#rows.slotOfKey(k, hour) : -1;
     if (s < 0) this.#droppedServed++;

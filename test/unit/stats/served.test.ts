@@ -123,6 +123,24 @@ describe("ServedStats", () => {
     expect(snap.limits).toEqual({ max_keys: 48, max_no_fill_keys: 2 });
   });
 
+  test("servedAd past the bound: refused ads stay dropped cheaply, and count once the bound is raised", () => {
+    const ids = ["a", "b", "c", "d"];
+    const table: AdKeys = { length: 4, id: (i) => ids[i] as string, country: () => "us", lang: () => "eng" };
+    const stats = new ServedStats({ startedAtMs: T0, maxKeys: 3 });
+    for (let ad = 0; ad < 3; ad++) stats.servedAd(table, ad, 1);
+    stats.servedAd(table, 3, 1);
+    stats.servedAd(table, 3, 2);
+    stats.servedAd(table, 0, 1);
+    expect(stats.snapshot(T0).dropped.served).toBe(2);
+    stats.setMaxKeys(5);
+    stats.servedAd(table, 3, 1);
+    stats.servedAd(table, 3, 1);
+    const snap = stats.snapshot(T0);
+    expect(snap.dropped.served).toBe(2);
+    expect(snap.rows.find((r) => r.ad === "d" && r.hour === 1)?.served).toBe(2);
+    expect(snap.rows.find((r) => r.ad === "a" && r.hour === 1)?.served).toBe(2);
+  });
+
   test("invalid hours are dropped, never thrown", () => {
     const stats = new ServedStats({ startedAtMs: T0 });
     for (const h of [-1, 24, 1.5, Number.NaN]) {
@@ -176,17 +194,19 @@ describe("ServedStats", () => {
     for (const [i, id] of ids.entries()) expect(after.get(id)).toBe(i % 3 === 0 ? 1 : 3);
   });
 
-  test("fast-check: counts match a reference model, and the sum of drains equals the snapshot", () => {
+  test("fast-check: counts and drops match a reference model, and the sum of drains equals the snapshot", () => {
     const event = fc.record({
       kind: fc.constantFrom(
         "served",
         "served",
         "servedAd",
         "servedAd",
+        "servedAd",
         "impression",
         "noFill",
         "drain",
         "retain",
+        "setMaxKeys",
       ),
       ad: fc.constantFrom("a", "b", "c", "ad-000001", "ad-100001"),
       country: fc.constantFrom("us", "fr"),
@@ -194,6 +214,7 @@ describe("ServedStats", () => {
       hour: fc.integer({ min: 0, max: 23 }),
       table: fc.integer({ min: 0, max: 1 }),
       n: fc.integer({ min: 0, max: 4 }), // 4: past the table's end, dropped
+      max: fc.constantFrom(3, 6, 12, 1000),
     });
     // Two catalogs' ads (`servedAd` counts by ad number): the same ids, some under other markets.
     const table = (rows: readonly (readonly [string, string, string])[]): AdKeys => ({
@@ -217,9 +238,19 @@ describe("ServedStats", () => {
       ]),
     ];
     fc.assert(
-      fc.property(fc.array(event, { maxLength: 200 }), (events) => {
-        const stats = new ServedStats({ startedAtMs: 0 });
+      fc.property(fc.constantFrom(3, 6, 1000), fc.array(event, { maxLength: 200 }), (maxKeys, events) => {
+        const stats = new ServedStats({ startedAtMs: 0, maxKeys });
         const model = new Map<string, number>();
+        // Rows (ad, country, lang, hour) in use: a new one is refused while `max` are in use.
+        const rows = new Set<string>();
+        let max: number = maxKeys;
+        const dropped = { served: 0, impressions: 0, no_fill: 0 };
+        const row = (ad: string, country: string, lang: string, hour: number): boolean => {
+          const key = `${ad}|${country}|${lang}|${hour}`;
+          if (!rows.has(key) && rows.size >= max) return false;
+          rows.add(key);
+          return true;
+        };
         const drained = new Map<string, number>();
         const bump = (m: Map<string, number>, k: string, n: number) => m.set(k, (m.get(k) ?? 0) + n);
         const absorb = () => {
@@ -233,14 +264,24 @@ describe("ServedStats", () => {
         for (const e of events) {
           if (e.kind === "served") {
             stats.served(e.ad, e.country, e.lang, e.hour);
-            bump(model, `s|${e.ad}|${e.country}|${e.lang}|${e.hour}`, 1);
+            if (row(e.ad, e.country, e.lang, e.hour))
+              bump(model, `s|${e.ad}|${e.country}|${e.lang}|${e.hour}`, 1);
+            else dropped.served++;
           } else if (e.kind === "servedAd") {
             const t = tables[e.table] as AdKeys;
             stats.servedAd(t, e.n, e.hour);
-            if (e.n < t.length) bump(model, `s|${t.id(e.n)}|${t.country(e.n)}|${t.lang(e.n)}|${e.hour}`, 1);
+            if (e.n < t.length && row(t.id(e.n), t.country(e.n), t.lang(e.n), e.hour))
+              bump(model, `s|${t.id(e.n)}|${t.country(e.n)}|${t.lang(e.n)}|${e.hour}`, 1);
+            else dropped.served++;
           } else if (e.kind === "impression") {
             stats.impression(e.ad, e.country, e.lang, e.hour);
-            bump(model, `i|${e.ad}|${e.country}|${e.lang}|${e.hour}`, 1);
+            if (row(e.ad, e.country, e.lang, e.hour))
+              bump(model, `i|${e.ad}|${e.country}|${e.lang}|${e.hour}`, 1);
+            else dropped.impressions++;
+          } else if (e.kind === "setMaxKeys") {
+            // A new bound: ads refused while the table was full may be counted again.
+            stats.setMaxKeys(e.max);
+            max = e.max;
           } else if (e.kind === "retain") {
             // The ad left the catalog: drained first (as the server does), then its rows go, and
             // the keys and slots they free are reused by later events.
@@ -248,6 +289,7 @@ describe("ServedStats", () => {
             stats.retain((ad) => ad !== e.ad);
             for (const m of [model, drained])
               for (const k of [...m.keys()]) if (k.split("|")[1] === e.ad) m.delete(k);
+            for (const k of [...rows]) if (k.split("|")[0] === e.ad) rows.delete(k);
           } else if (e.kind === "noFill") {
             stats.noFill(e.country, "eng", e.hour, "outside_hours");
             bump(model, `n|${e.country}|${e.hour}`, 1);
@@ -261,6 +303,8 @@ describe("ServedStats", () => {
           bump(seen, `i|${r.ad}|${r.country}|${r.lang}|${r.hour}`, r.impressions);
         }
         expect(stats.size.rows).toBe(snap.rows.length);
+        expect(stats.size.rows).toBe(rows.size);
+        expect(snap.dropped).toEqual(dropped);
         for (const r of snap.no_fill_rows) bump(seen, `n|${r.country}|${r.hour}`, r.count);
         const nonZero = (m: Map<string, number>) => new Map([...m].filter(([, v]) => v !== 0));
         expect(nonZero(seen)).toEqual(model);
