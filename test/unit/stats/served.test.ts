@@ -170,6 +170,27 @@ describe("ServedStats", () => {
     expect(() => stats.setMaxKeys(-1)).toThrow(RangeError);
   });
 
+  test("ids are kept exactly (non-ASCII, lone surrogates, empty, 5,000 units), also after retain compacts them", () => {
+    const ids = ["é-ad", "\ud800x", "", "x".repeat(5000), "🎮", "a\u0000b", "plain-1"];
+    const stats = new ServedStats({ startedAtMs: T0 });
+    for (const id of ids) {
+      stats.served(id, "us", "eng", 2);
+      stats.served(id, "fr", "fra", 2);
+    }
+    const served = () =>
+      new Map(stats.snapshot(T0).rows.map((r) => [`${r.ad}|${r.country}|${r.lang}`, r.served] as const));
+    expect(served()).toEqual(
+      new Map(ids.flatMap((id) => [[`${id}|us|eng`, 1] as const, [`${id}|fr|fra`, 1] as const])),
+    );
+    stats.retain((id) => id !== "\ud800x" && id !== "");
+    const kept = ids.filter((id) => id !== "\ud800x" && id !== "");
+    for (const id of kept) stats.served(id, "us", "eng", 2);
+    expect(served()).toEqual(
+      new Map(kept.flatMap((id) => [[`${id}|us|eng`, 2] as const, [`${id}|fr|fra`, 1] as const])),
+    );
+    expect(stats.size.rows).toBe(2 * kept.length);
+  });
+
   test("ad ids like __proto__ are ordinary keys in the JSON", () => {
     const stats = new ServedStats({ startedAtMs: T0 });
     stats.served("__proto__", "us", "eng", 0);
