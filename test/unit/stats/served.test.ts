@@ -141,6 +141,47 @@ describe("ServedStats", () => {
     expect(snap.rows.find((r) => r.ad === "a" && r.hour === 1)?.served).toBe(2);
   });
 
+  test("servedAd remembers a refusal (no second lookup) and forgets remembered keys when retain frees rows", () => {
+    let lookups = 0;
+    const ids = ["a", "b", "c", "d"];
+    const table: AdKeys = {
+      length: 4,
+      id: (i) => {
+        lookups++;
+        return ids[i] as string;
+      },
+      country: () => "us",
+      lang: () => "eng",
+    };
+    const stats = new ServedStats({ startedAtMs: T0, maxKeys: 2 });
+    stats.servedAd(table, 0, 0);
+    stats.servedAd(table, 1, 0);
+    for (let i = 0; i < 3; i++) stats.servedAd(table, 2, 0);
+    expect(lookups).toBe(3); // ads 0 and 1 once each, ad 2 once: its refusal is remembered
+    stats.retain((id) => id !== "a"); // frees a row: remembered keys and refusals are forgotten
+    stats.servedAd(table, 2, 0); // now fits
+    stats.servedAd(table, 1, 0);
+    stats.servedAd(table, 0, 0); // "a" again: a new row, refused (the table is full again)
+    const snap = stats.snapshot(T0);
+    expect(snap.rows.map((r) => `${r.ad}:${r.served}`).sort()).toEqual(["b:2", "c:1"]);
+    expect(snap.dropped.served).toBe(4);
+    expect(stats.size.rows).toBe(2);
+  });
+
+  test("a retained-away ad served again gets a fresh row, not its freed key", () => {
+    const ids = ["a", "b"];
+    const table: AdKeys = { length: 2, id: (i) => ids[i] as string, country: () => "us", lang: () => "eng" };
+    const stats = new ServedStats({ startedAtMs: T0 });
+    stats.servedAd(table, 0, 0);
+    stats.servedAd(table, 1, 0);
+    stats.retain((id) => id !== "a");
+    stats.servedAd(table, 0, 0);
+    stats.servedAd(table, 0, 5);
+    const rows = stats.snapshot(T0).rows.map((r) => `${r.ad}:${r.hour}:${r.served}`);
+    expect(rows.sort()).toEqual(["a:0:1", "a:5:1", "b:0:1"]);
+    expect(stats.size.rows).toBe(3);
+  });
+
   test("invalid hours are dropped, never thrown", () => {
     const stats = new ServedStats({ startedAtMs: T0 });
     for (const h of [-1, 24, 1.5, Number.NaN]) {
@@ -185,10 +226,16 @@ describe("ServedStats", () => {
     stats.retain((id) => id !== "\ud800x" && id !== "");
     const kept = ids.filter((id) => id !== "\ud800x" && id !== "");
     for (const id of kept) stats.served(id, "us", "eng", 2);
+    // New keys reuse the freed key numbers, with ids of other lengths and units.
+    const added = ["\udc00", "y".repeat(4095) + "🎮" + "z".repeat(9000), "ü"];
+    for (const id of added) stats.served(id, "de", "deu", 2);
     expect(served()).toEqual(
-      new Map(kept.flatMap((id) => [[`${id}|us|eng`, 2] as const, [`${id}|fr|fra`, 1] as const])),
+      new Map([
+        ...kept.flatMap((id) => [[`${id}|us|eng`, 2] as const, [`${id}|fr|fra`, 1] as const]),
+        ...added.map((id) => [`${id}|de|deu`, 1] as const),
+      ]),
     );
-    expect(stats.size.rows).toBe(2 * kept.length);
+    expect(stats.size.rows).toBe(2 * kept.length + added.length);
   });
 
   test("ad ids like __proto__ are ordinary keys in the JSON", () => {
