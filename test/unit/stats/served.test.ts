@@ -227,7 +227,7 @@ describe("ServedStats", () => {
     const kept = ids.filter((id) => id !== "\ud800x" && id !== "");
     for (const id of kept) stats.served(id, "us", "eng", 2);
     // New keys reuse the freed key numbers, with ids of other lengths and units.
-    const added = ["\udc00", "y".repeat(4095) + "🎮" + "z".repeat(9000), "ü"];
+    const added = ["\udc00", `${"y".repeat(4095)}🎮${"z".repeat(9000)}`, "ü"];
     for (const id of added) stats.served(id, "de", "deu", 2);
     expect(served()).toEqual(
       new Map([
