@@ -37,6 +37,28 @@ async function tempDir(): Promise<string> {
 }
 
 /** A builder whose every build fails as a crashed worker's does; counts its calls. */
+/** A catalog file holding `big`, in a temp dir removed after the test. */
+async function bigSource(): Promise<string> {
+  const source = join(await tempDir(), "source.json");
+  await writeFile(source, big);
+  return source;
+}
+
+/** The real off-thread builder (closed after the test), each build going through `through`. */
+function realBuilder(
+  through: (
+    build: OffThreadBuilder["build"],
+    ...args: Parameters<OffThreadBuilder["build"]>
+  ) => ReturnType<OffThreadBuilder["build"]>,
+): OffThreadBuilder {
+  const real = createOffThreadBuilder();
+  builders.push(real);
+  return {
+    build: (text, options, loadedAt) => through((...args) => real.build(...args), text, options, loadedAt),
+    close: () => real.close(),
+  };
+}
+
 function brokenBuilder(
   onBuild: (body: string | Uint8Array) => void = () => {},
   timedOut = false,
@@ -151,20 +173,13 @@ describe("catalog sync with the worker", () => {
   });
 
   test("a source rewritten with the same bytes is hashed, not built; other bytes of the same catalog are built once", async () => {
-    const dir = await tempDir();
-    const source = join(dir, "source.json");
-    await writeFile(source, big);
-    const real = createOffThreadBuilder();
-    builders.push(real);
+    const source = await bigSource();
     const replies: string[] = [];
-    const recording: OffThreadBuilder = {
-      build: async (text, options, loadedAt) => {
-        const built = await real.build(text, options, loadedAt);
-        replies.push(built.kind);
-        return built;
-      },
-      close: () => real.close(),
-    };
+    const recording = realBuilder(async (build, ...args) => {
+      const built = await build(...args);
+      replies.push(built.kind);
+      return built;
+    });
     const { sync, holder } = syncWith(recording, null, { source });
     // Each write gets its own modification time, so the loop reads the file again.
     let stamp = 1_700_000_000;
@@ -193,25 +208,18 @@ describe("catalog sync with the worker", () => {
   });
 
   test("`same` after another snapshot was swapped in meanwhile: the source is read again next time", async () => {
-    const dir = await tempDir();
-    const source = join(dir, "source.json");
-    await writeFile(source, big);
-    const real = createOffThreadBuilder();
-    builders.push(real);
+    const source = await bigSource();
     const other = buildSnapshot([], 0);
     let swapAfterBuild = false;
     const replies: string[] = [];
     const { sync, holder } = syncWith(
-      {
-        build: async (text, options, loadedAt) => {
-          const built = await real.build(text, options, loadedAt);
-          replies.push(built.kind);
-          // As the fleet's swap of a small shared document would, while the worker hashed.
-          if (swapAfterBuild) holder.swap(other);
-          return built;
-        },
-        close: () => real.close(),
-      },
+      realBuilder(async (build, ...args) => {
+        const built = await build(...args);
+        replies.push(built.kind);
+        // As the fleet's swap of a small shared document would, while the worker hashed.
+        if (swapAfterBuild) holder.swap(other);
+        return built;
+      }),
       null,
       { source },
     );
@@ -230,19 +238,12 @@ describe("catalog sync with the worker", () => {
   });
 
   test("the canonical document is built by the worker only when it is saved or published", async () => {
-    const dir = await tempDir();
-    const source = join(dir, "source.json");
-    await writeFile(source, big);
-    const real = createOffThreadBuilder();
-    builders.push(real);
+    const source = await bigSource();
     const asked: [boolean, boolean | undefined][] = [];
-    const recording: OffThreadBuilder = {
-      build: (text, options, loadedAt) => {
-        asked.push([options.canonical, options.serving?.()]);
-        return real.build(text, options, loadedAt);
-      },
-      close: () => real.close(),
-    };
+    const recording = realBuilder((build, text, options, loadedAt) => {
+      asked.push([options.canonical, options.serving?.()]);
+      return build(text, options, loadedAt);
+    });
     const { sync } = syncWith(recording, null, { source });
     const plain = await sync.fetchValidated();
     expect(canonicalDoc(plain)).toBeNull();
