@@ -168,6 +168,31 @@ function procStatus(pid: number, field: "VmHWM" | "VmRSS"): number {
   }
 }
 
+/** Clock ticks per second of /proc's CPU times (USER_HZ: 100 on Linux). */
+const TICKS = 100;
+
+/** CPU ticks (user + system) of a process and its descendants, all threads; 0 once gone. */
+function processTicks(pid: number): number {
+  let ticks = 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    ticks += Number(fields[11]) + Number(fields[12]);
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
+    for (const child of children === "" ? [] : children.split(" ")) ticks += processTicks(Number(child));
+  } catch {
+    // gone: counts nothing
+  }
+  return ticks;
+}
+
+/** Idle (+ iowait) and total ticks of all CPUs, from /proc/stat. */
+function machineTicks(): { idle: number; total: number } {
+  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "";
+  const t = line.trim().split(/\s+/).slice(1).map(Number);
+  return { idle: (t[3] ?? 0) + (t[4] ?? 0), total: t.reduce((a, b) => a + b, 0) };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tools and inputs
 
@@ -253,9 +278,31 @@ interface RateResult {
   p99: number;
   p999: number;
   max: number;
+  /** The server's processes' CPU over the run (warm-up included), in cores. */
+  serverCores: number;
+  /** The server's CPU per request sent, µs. */
+  serverUsPerRequest: number;
+  /** The load generator's own CPU over the run, in cores. */
+  generatorCores: number;
+  /** Share of all CPUs idle during the run. */
+  idle: number;
 }
 
-async function constantRate(port: number, rate: number, seconds: number): Promise<RateResult> {
+/** The CPU columns of a constant-rate table (see `RateResult`). */
+const CPU_COLUMNS = ["server CPU", "cr CPU", "idle"];
+
+function cpuCells(r: RateResult): string[] {
+  return [
+    `${r.serverUsPerRequest.toFixed(1)} µs/req, ${r.serverCores.toFixed(2)} cores`,
+    `${r.generatorCores.toFixed(2)} cores`,
+    `${Math.round(r.idle * 100)} %`,
+  ];
+}
+
+/** One `cr` run against the server on `port` (process `pid`), with the CPU each side used. */
+async function constantRate(port: number, pid: number, rate: number, seconds: number): Promise<RateResult> {
+  const serverBefore = processTicks(pid);
+  const machineBefore = machineTicks();
   const out = await sh([
     crBin,
     "127.0.0.1",
@@ -266,8 +313,12 @@ async function constantRate(port: number, rate: number, seconds: number): Promis
     pathsFile,
     "1",
   ]);
+  const serverTicks = processTicks(pid) - serverBefore;
+  const machineAfter = machineTicks();
   const r = JSON.parse(out.trim());
-  const result = {
+  const wallSeconds = r.wall_us / 1e6;
+  const sentAll = Math.round(rate * (seconds + 1)); // the 1 s warm-up's requests are served too
+  const result: RateResult = {
     rate: r.rate,
     completed: r.completed,
     errors: r.errors + r.non2xx,
@@ -275,6 +326,10 @@ async function constantRate(port: number, rate: number, seconds: number): Promis
     p99: r.p99_us,
     p999: r.p999_us,
     max: r.max_us,
+    serverCores: serverTicks / TICKS / wallSeconds,
+    serverUsPerRequest: ((serverTicks / TICKS) * 1e6) / sentAll,
+    generatorCores: r.cpu_us / 1e6 / wallSeconds,
+    idle: (machineAfter.idle - machineBefore.idle) / Math.max(1, machineAfter.total - machineBefore.total),
   };
   if (result.completed === 0 || result.errors > result.completed * 0.001) {
     throw new Error(`constant-rate run: ${result.errors} errors in ${result.completed} (${out.trim()})`);
@@ -555,7 +610,7 @@ async function main(): Promise<void> {
   const latency = new Map<string, RateResult>();
   for (const s of servers) {
     try {
-      const res = await constantRate(s.port, rate, LAT_SECONDS);
+      const res = await constantRate(s.port, s.proc.pid, rate, LAT_SECONDS);
       latency.set(s.name, res);
       log(`constant rate ${fmtInt(rate)}/s ${s.name}: p99 ${fmtUs(res.p99)} p99.9 ${fmtUs(res.p999)}`);
     } catch (e) {
@@ -567,7 +622,7 @@ async function main(): Promise<void> {
     "",
     `Latency at a constant ${fmtInt(rate)} req/s (half of adsrv's max), ${LAT_SECONDS} s, 32 connections, open loop (scripts/bench/cr.c)`,
     table(
-      ["server", "p50", "p99", "p99.9", "max", "errors"],
+      ["server", "p50", "p99", "p99.9", "max", "errors", ...CPU_COLUMNS],
       [...latency].map(([n, r]) => [
         n,
         fmtUs(r.p50),
@@ -575,13 +630,17 @@ async function main(): Promise<void> {
         fmtUs(r.p999),
         fmtUs(r.max),
         String(r.errors),
+        ...cpuCells(r),
       ]),
     ),
+    "server CPU: the server's processes (warm-up included) per request and in cores; cr CPU: the load generator's own; idle: both CPUs.",
   );
   const al = latency.get("adsrv");
   summary.push([
     `adsrv p99 | p99.9 at ${fmtInt(rate)} req/s`,
-    al ? `${fmtUs(al.p99)} | ${fmtUs(al.p999)}` : "failed",
+    al
+      ? `${fmtUs(al.p99)} | ${fmtUs(al.p999)} (CPUs ${Math.round(al.idle * 100)} % idle; cr ${al.generatorCores.toFixed(2)} cores)`
+      : "failed",
     "p99 < 1 ms",
   ]);
 
@@ -632,7 +691,7 @@ async function main(): Promise<void> {
       const reloadRounds = QUICK ? 1 : 2;
       const seconds = QUICK ? 6 : 20;
       for (let r = 0; r < reloadRounds; r++) {
-        quiet.push(await constantRate(rs.port, rate, seconds));
+        quiet.push(await constantRate(rs.port, rs.proc.pid, rate, seconds));
         // Replace the file every few seconds (atomically), alternating two different catalogs.
         let flip = r % 2 === 0;
         let last = a;
@@ -648,7 +707,7 @@ async function main(): Promise<void> {
             await Bun.sleep(QUICK ? 2000 : 3000);
           }
         })();
-        loaded.push(await constantRate(rs.port, rate, seconds));
+        loaded.push(await constantRate(rs.port, rs.proc.pid, rate, seconds));
         stopped = true;
         await reloader;
         // The next quiet run must not start while a rebuild is still running (earlier runs
@@ -670,7 +729,7 @@ async function main(): Promise<void> {
         "",
         `Reload under load: constant ${fmtInt(rate)} req/s for ${seconds} s, ${fmtInt(SERVE_SIZE)}-ad catalog replaced every ${QUICK ? 2 : 3} s (refresh ${refresh} s); ${swaps} catalog swaps during the reloading runs`,
         table(
-          ["run", "p50", "p99", "p99.9", "max", "errors"],
+          ["run", "p50", "p99", "p99.9", "max", "errors", ...CPU_COLUMNS],
           [
             ...quiet.map((x, i) => [
               `no reload ${i + 1}`,
@@ -679,6 +738,7 @@ async function main(): Promise<void> {
               fmtUs(x.p999),
               fmtUs(x.max),
               String(x.errors),
+              ...cpuCells(x),
             ]),
             ...loaded.map((x, i) => [
               `reloading ${i + 1}`,
@@ -687,6 +747,7 @@ async function main(): Promise<void> {
               fmtUs(x.p999),
               fmtUs(x.max),
               String(x.errors),
+              ...cpuCells(x),
             ]),
           ],
         ),
