@@ -764,30 +764,44 @@ async function main(): Promise<void> {
 
   for (const s of servers) await stopProcess(s.proc);
 
-  // ---- Decision micro-benchmarks, one fresh process per catalog size.
-  const micro: Record<string, { medianNs: number; p10Ns: number; p90Ns: number }> = {};
-  for (const n of SIZES) {
-    try {
-      const out = await sh([BUN, "scripts/bench/micro.ts", files.get(n) as string, QUICK ? "60" : "200"]);
-      micro[n] = JSON.parse(out.trim());
-      log(`decision on ${fmtInt(n)} ads: median ${(micro[n]?.medianNs ?? 0).toFixed(1)} ns`);
-    } catch (e) {
-      fail(`micro ${n}`, e);
+  // ---- Decision micro-benchmarks: a fresh process per catalog size, the sizes in turn twice.
+  // Each size keeps the process with the lower median: a slow first process (seen twice: the
+  // 1k one at 1.5 times its usual time, bimodal batches, cause not found) then does not decide
+  // the 1k-to-1M ratio; both medians are in the table.
+  type Micro = { medianNs: number; p10Ns: number; p90Ns: number };
+  const micro: Record<string, Micro> = {};
+  const microRuns: Record<string, number[]> = {};
+  for (let pass = 0; pass < 2; pass++) {
+    for (const n of SIZES) {
+      try {
+        const out = await sh([BUN, "scripts/bench/micro.ts", files.get(n) as string, QUICK ? "60" : "200"]);
+        const m: Micro = JSON.parse(out.trim());
+        const runs = microRuns[n] ?? [];
+        runs.push(m.medianNs);
+        microRuns[n] = runs;
+        const kept = micro[n];
+        if (kept === undefined || m.medianNs < kept.medianNs) micro[n] = m;
+        log(`decision on ${fmtInt(n)} ads: median ${m.medianNs.toFixed(1)} ns`);
+      } catch (e) {
+        fail(`micro ${n}`, e);
+      }
     }
   }
   results.micro = micro;
+  results.microRuns = microRuns;
   const small = micro[SIZES[0] as number]?.medianNs ?? Number.NaN;
   const large = micro[SERVE_SIZE]?.medianNs ?? Number.NaN;
   detail.push(
     "",
     "Decision micro-benchmark (eligible + rotation + choose), ns per call",
     table(
-      ["ads", "median", "p10", "p90"],
+      ["ads", "median", "p10", "p90", "both processes' medians"],
       Object.entries(micro).map(([n, m]) => [
         fmtInt(Number(n)),
         m.medianNs.toFixed(1),
         m.p10Ns.toFixed(1),
         m.p90Ns.toFixed(1),
+        (microRuns[n] ?? []).map((x) => x.toFixed(1)).join(", "),
       ]),
     ),
   );
