@@ -765,8 +765,8 @@ async function main(): Promise<void> {
   for (const s of servers) await stopProcess(s.proc);
 
   // ---- Decision micro-benchmarks: a fresh process per catalog size, the sizes in turn twice.
-  // Each size keeps the process with the lower median: a slow first process (seen twice: the
-  // 1k one at 1.5 times its usual time, bimodal batches, cause not found) then does not decide
+  // Each size keeps the process with the lower median: a slow first process (in three runs the
+  // 1k one took 1.5 times its usual time, bimodal batches, cause not found) then does not decide
   // the 1k-to-1M ratio; both medians are in the table.
   type Micro = { medianNs: number; p10Ns: number; p90Ns: number };
   const micro: Record<string, Micro> = {};
