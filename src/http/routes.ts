@@ -16,7 +16,7 @@
  */
 import type { Server } from "bun";
 import type { AuthOutcome, AuthFailure as AuthRefusal, Gate, Principal } from "../auth/gate.ts";
-import type { Snapshot } from "../catalog/snapshot.ts";
+import type { Live, Snapshot } from "../catalog/snapshot.ts";
 import type { AdTable } from "../catalog/table.ts";
 import { choose, eligible } from "../decision/decide.ts";
 import { utcHour } from "../decision/hours.ts";
@@ -312,7 +312,53 @@ export function makeRoutes(deps: RouteDeps): {
     return list;
   };
 
-  /** Stages 5-7: rate limit, query, decision. Synchronous unless the player store awaits. */
+  /** The next ad of the bucket's rotation (the counter advances). */
+  const roundRobin = (
+    found: Live,
+    query: AdQuery,
+    snapshot: Snapshot,
+    hour: number,
+    now: number,
+    started: number,
+    rateHeaders: Record<string, string> | null,
+  ): Outcome => {
+    const tick = snapshot.rotation[found.slot] ?? 0;
+    snapshot.rotation[found.slot] = tick + 1;
+    return fill(choose(found.ads, tick), query, snapshot, hour, now, started, rateHeaders);
+  };
+
+  /** Stage 7 with a player id: the player store picks among the eligible ads (capped or not). */
+  const decideForPlayer = (
+    playerId: string,
+    found: Live,
+    query: AdQuery,
+    snapshot: Snapshot,
+    hour: number,
+    now: number,
+    started: number,
+    rateHeaders: Record<string, string> | null,
+    rid: string,
+  ): Outcome | Promise<Outcome> => {
+    const candidates = candidatesOf(snapshot.ads, found.ads);
+    const settle = (choice: PlayerChoice): Outcome =>
+      choice.kind === "capped"
+        ? nofill("frequency_capped", query, snapshot, hour, started, rateHeaders)
+        : fill(found.ads[choice.index] as number, query, snapshot, hour, now, started, rateHeaders);
+    const onError = (error: unknown): Outcome => {
+      if (!(error instanceof StoreError)) throw error;
+      storeFailed(error, rid);
+      if (players.onStoreError === "closed") return { kind: "answer", response: storeDown(rid) };
+      metrics.storeFallback();
+      return roundRobin(found, query, snapshot, hour, now, started, rateHeaders);
+    };
+    if (players.decideNow !== null) return settle(players.decideNow(playerId, candidates, now));
+    return players.store.decide(playerId, candidates, now).then(settle, onError);
+  };
+
+  /**
+   * Stages 5-7: rate limit, query, decision. Synchronous unless the player store awaits. The
+   * anonymous path makes no closure (nor the scope one would capture): this runs per request.
+   */
   const decide = (
     req: Request,
     server: Server<undefined>,
@@ -353,28 +399,8 @@ export function makeRoutes(deps: RouteDeps): {
     const started = performance.now();
     const found = eligible(snapshot, query.country, query.lang, hour);
     if (found.kind === "nofill") return nofill(found.reason, query, snapshot, hour, started, rateHeaders);
-
-    const roundRobin = (): Outcome => {
-      const tick = snapshot.rotation[found.slot] ?? 0;
-      snapshot.rotation[found.slot] = tick + 1;
-      return fill(choose(found.ads, tick), query, snapshot, hour, now, started, rateHeaders);
-    };
-    if (query.playerId === null) return roundRobin();
-
-    const candidates = candidatesOf(snapshot.ads, found.ads);
-    const settle = (choice: PlayerChoice): Outcome =>
-      choice.kind === "capped"
-        ? nofill("frequency_capped", query, snapshot, hour, started, rateHeaders)
-        : fill(found.ads[choice.index] as number, query, snapshot, hour, now, started, rateHeaders);
-    const onError = (error: unknown): Outcome => {
-      if (!(error instanceof StoreError)) throw error;
-      storeFailed(error, rid);
-      if (players.onStoreError === "closed") return { kind: "answer", response: storeDown(rid) };
-      metrics.storeFallback();
-      return roundRobin();
-    };
-    if (players.decideNow !== null) return settle(players.decideNow(query.playerId, candidates, now));
-    return players.store.decide(query.playerId, candidates, now).then(settle, onError);
+    if (query.playerId === null) return roundRobin(found, query, snapshot, hour, now, started, rateHeaders);
+    return decideForPlayer(query.playerId, found, query, snapshot, hour, now, started, rateHeaders, rid);
   };
 
   /** The answer to a failed authentication (401/503, or 429 past the address's failure budget). */
@@ -410,6 +436,35 @@ export function makeRoutes(deps: RouteDeps): {
     return Promise.race([pending, late]).finally(() => clearTimeout(timer));
   };
 
+  /** Stages 5-7 once the gate has answered: its refusal, or the decision. */
+  const afterAuth = (
+    req: Request,
+    server: Server<undefined>,
+    rid: string,
+    search: string,
+    auth: AuthOutcome,
+  ): Outcome | Promise<Outcome> =>
+    auth.ok
+      ? decide(req, server, rid, auth.principal, search)
+      : { kind: "answer", response: refuse(req, server, rid, auth) };
+
+  // The awaited branches (a JWT to verify, the player store to ask), apart from the handler so
+  // that its synchronous path makes no closure, nor the scope one would capture.
+  const authLater = (
+    pending: Promise<AuthOutcome>,
+    req: Request,
+    server: Server<undefined>,
+    rid: string,
+    search: string,
+    render: Render,
+  ): Promise<Response> =>
+    withDeadline(
+      pending.then((auth) => afterAuth(req, server, rid, search, auth)).then((o) => render(o, rid)),
+      rid,
+    );
+  const renderLater = (pending: Promise<Outcome>, rid: string, render: Render): Promise<Response> =>
+    pending.then((o) => render(o, rid));
+
   /** Stages 1-7 for a decision route; `render` writes the outcome as JSON or VAST. */
   const decisionRoute =
     (render: Render): Handler =>
@@ -426,21 +481,11 @@ export function makeRoutes(deps: RouteDeps): {
       // query string in the parse cache was checked when it was added (the cache keeps no key).
       if (!parsedCache.has(search) && hasApiKeyParam(search)) return keyInQuery(rid);
       if (hasBody(req)) return bodyOnGet(rid);
-      const afterAuth = (auth: AuthOutcome): Outcome | Promise<Outcome> =>
-        auth.ok
-          ? decide(req, server, rid, auth.principal, search)
-          : { kind: "answer", response: refuse(req, server, rid, auth) };
       const auth = deps.gate.check(req);
-      if (auth instanceof Promise) {
-        return withDeadline(
-          auth.then(afterAuth).then((o) => render(o, rid)),
-          rid,
-        );
-      }
-      const outcome = afterAuth(auth);
+      if (auth instanceof Promise) return authLater(auth, req, server, rid, search, render);
+      const outcome = afterAuth(req, server, rid, search, auth);
       // Only the player store awaits here, and every store call carries its own deadline.
-      if (outcome instanceof Promise) return outcome.then((o) => render(o, rid));
-      return render(outcome, rid);
+      return outcome instanceof Promise ? renderLater(outcome, rid, render) : render(outcome, rid);
     };
 
   const renderJson: Render = (outcome, rid) => {
