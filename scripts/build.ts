@@ -40,6 +40,9 @@ const result = await Bun.build({
     execArgv: ["--max-http-header-size=8192"],
   },
   minify: true,
+  // The subcommands are imported on demand (cli/main.ts): split into chunks, `adsrv serve` loads
+  // none of the tools' code (without splitting every module's functions are created at start).
+  splitting: true,
   sourcemap: "none",
   plugins: [stubDevtools],
   define: { "process.env.NODE_ENV": JSON.stringify("production") },
