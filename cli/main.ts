@@ -10,7 +10,9 @@ import pkg from "../package.json";
 /**
  * The subcommands, in help order, each loaded only when needed: `adsrv serve` then carries none
  * of the tools' code, which a long-running server's every full collection would mark again
- * (live cells 40,800 → 31,100, a forced full collection 2.4-4.0 → 1.8-2.0 ms; docs/performance.md).
+ * (live cells after a full collection 40,400 → 31,200, a forced one's median 1.5-2.4 → 1.3-2.2 ms;
+ * docs/performance.md). Chunks are split at build (scripts/build.ts): in one chunk, every module's
+ * functions would be created at start, imported or not.
  */
 const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   serve: async () => (await import("./commands/serve.ts")).serveCommand(),
