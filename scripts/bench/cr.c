@@ -202,8 +202,11 @@ int main(int argc, char **argv) {
       sent += c->counted;
       k++;
     }
-    int inflight = 0;
-    for (int i = 0; i < nconn; i++) inflight += conns[i].busy;
+    int inflight = 0, ready = 0; /* ready: idle and connected (a failed reconnect is neither) */
+    for (int i = 0; i < nconn; i++) {
+      inflight += conns[i].busy;
+      ready += !conns[i].busy && conns[i].fd >= 0;
+    }
     if (k >= total && inflight == 0) break;
     if (t > end_ns + 5000000000ull) { errors += (uint64_t)inflight; break; } /* 5 s drain limit */
     /* Sleep until the next request is due or a response arrives; when a request is already due
@@ -214,7 +217,7 @@ int main(int argc, char **argv) {
       if (due > now) {
         wait.tv_sec = (time_t)((due - now) / 1000000000ull);
         wait.tv_nsec = (long)((due - now) % 1000000000ull);
-      } else if (inflight < nconn) {
+      } else if (ready > 0) {
         wait.tv_nsec = 0;
       }
     }

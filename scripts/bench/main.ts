@@ -52,8 +52,9 @@ const CONNECTIONS = Number(value("--connections", "100"));
 const THREADS = Number(value("--threads", "2"));
 const LAT_SECONDS = QUICK ? 4 : 15;
 /**
- * Constant-rate runs per server, in alternation: one run's p99 varied from 1.6 to 14.6 ms for the
- * same adsrv build and rate (eighth session), so the summary takes the median run.
+ * Constant-rate runs per server, in alternation: adsrv's p99 ranged 1.6-4.1 ms over eight runs of
+ * one process by hand and 6.9-14.6 ms over the suite's single runs (eighth session, one build,
+ * 38,000-45,000 req/s), so the summary takes the median run.
  */
 const LAT_ROUNDS = QUICK ? 1 : 3;
 const SKIP = new Set(value("--skip", "").split(",").filter(Boolean));

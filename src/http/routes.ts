@@ -172,6 +172,19 @@ type Outcome =
 
 type Render = (outcome: Outcome, rid: string) => Response;
 
+/** What one request's decision works from, handed down its steps (one object per request). */
+interface DecisionInput {
+  readonly query: AdQuery;
+  /** Read once per request: a swap meanwhile does not change this decision's catalog. */
+  readonly snapshot: Snapshot;
+  /** Epoch ms and its UTC hour. */
+  readonly now: number;
+  readonly hour: number;
+  /** `performance.now()` when the decision began, for its metric. */
+  readonly started: number;
+  readonly rateHeaders: Record<string, string> | null;
+}
+
 export function makeRoutes(deps: RouteDeps): {
   readonly routes: Readonly<Record<string, { GET: Handler }>>;
   readonly fallback: Handler;
@@ -260,15 +273,8 @@ export function makeRoutes(deps: RouteDeps): {
     }
   };
 
-  const fill = (
-    ad: number,
-    query: AdQuery,
-    snapshot: Snapshot,
-    hour: number,
-    now: number,
-    started: number,
-    rateHeaders: Record<string, string> | null,
-  ): Outcome => {
+  const fill = (ad: number, input: DecisionInput): Outcome => {
+    const { query, snapshot, hour, now, started, rateHeaders } = input;
     metrics.decision(Decision.fill, (performance.now() - started) / 1000);
     const ads = snapshot.ads;
     const adId = ads.id(ad);
@@ -287,12 +293,9 @@ export function makeRoutes(deps: RouteDeps): {
 
   const nofill = (
     reason: "no_ad_for_country_lang" | "outside_hours" | "frequency_capped",
-    query: AdQuery,
-    snapshot: Snapshot,
-    hour: number,
-    started: number,
-    rateHeaders: Record<string, string> | null,
+    input: DecisionInput,
   ): Outcome => {
+    const { query, snapshot, hour, started, rateHeaders } = input;
     metrics.decision(Decision[reason], (performance.now() - started) / 1000);
     stats.noFill(query.country, query.lang, hour, reason);
     return { kind: "nofill", reason, version: snapshot.version, rateHeaders };
@@ -313,46 +316,34 @@ export function makeRoutes(deps: RouteDeps): {
   };
 
   /** The next ad of the bucket's rotation (the counter advances). */
-  const roundRobin = (
-    found: Live,
-    query: AdQuery,
-    snapshot: Snapshot,
-    hour: number,
-    now: number,
-    started: number,
-    rateHeaders: Record<string, string> | null,
-  ): Outcome => {
-    const tick = snapshot.rotation[found.slot] ?? 0;
-    snapshot.rotation[found.slot] = tick + 1;
-    return fill(choose(found.ads, tick), query, snapshot, hour, now, started, rateHeaders);
+  const roundRobin = (found: Live, input: DecisionInput): Outcome => {
+    const rotation = input.snapshot.rotation;
+    const tick = rotation[found.slot] ?? 0;
+    rotation[found.slot] = tick + 1;
+    return fill(choose(found.ads, tick), input);
   };
 
   /** Stage 7 with a player id: the player store picks among the eligible ads (capped or not). */
   const decideForPlayer = (
     playerId: string,
     found: Live,
-    query: AdQuery,
-    snapshot: Snapshot,
-    hour: number,
-    now: number,
-    started: number,
-    rateHeaders: Record<string, string> | null,
+    input: DecisionInput,
     rid: string,
   ): Outcome | Promise<Outcome> => {
-    const candidates = candidatesOf(snapshot.ads, found.ads);
+    const candidates = candidatesOf(input.snapshot.ads, found.ads);
     const settle = (choice: PlayerChoice): Outcome =>
       choice.kind === "capped"
-        ? nofill("frequency_capped", query, snapshot, hour, started, rateHeaders)
-        : fill(found.ads[choice.index] as number, query, snapshot, hour, now, started, rateHeaders);
+        ? nofill("frequency_capped", input)
+        : fill(found.ads[choice.index] as number, input);
     const onError = (error: unknown): Outcome => {
       if (!(error instanceof StoreError)) throw error;
       storeFailed(error, rid);
       if (players.onStoreError === "closed") return { kind: "answer", response: storeDown(rid) };
       metrics.storeFallback();
-      return roundRobin(found, query, snapshot, hour, now, started, rateHeaders);
+      return roundRobin(found, input);
     };
-    if (players.decideNow !== null) return settle(players.decideNow(playerId, candidates, now));
-    return players.store.decide(playerId, candidates, now).then(settle, onError);
+    if (players.decideNow !== null) return settle(players.decideNow(playerId, candidates, input.now));
+    return players.store.decide(playerId, candidates, input.now).then(settle, onError);
   };
 
   /**
@@ -396,11 +387,11 @@ export function makeRoutes(deps: RouteDeps): {
     const query = parsed.query;
     const now = deps.now();
     const hour = utcHour(now);
-    const started = performance.now();
+    const input: DecisionInput = { query, snapshot, now, hour, started: performance.now(), rateHeaders };
     const found = eligible(snapshot, query.country, query.lang, hour);
-    if (found.kind === "nofill") return nofill(found.reason, query, snapshot, hour, started, rateHeaders);
-    if (query.playerId === null) return roundRobin(found, query, snapshot, hour, now, started, rateHeaders);
-    return decideForPlayer(query.playerId, found, query, snapshot, hour, now, started, rateHeaders, rid);
+    if (found.kind === "nofill") return nofill(found.reason, input);
+    if (query.playerId === null) return roundRobin(found, input);
+    return decideForPlayer(query.playerId, found, input, rid);
   };
 
   /** The answer to a failed authentication (401/503, or 429 past the address's failure budget). */
