@@ -186,24 +186,36 @@ export async function readUntil(
   pred: (line: string) => boolean,
   seen: string[] = [],
 ): Promise<string> {
+  // Lines read past the match stay here for the next call on the same stream (a chunk can
+  // carry several lines: the one looked for, and the ones a later call looks for).
+  const state = pending.get(stream) ?? { decoder: new TextDecoder(), buffered: "" };
+  pending.set(stream, state);
+  const next = (): string | undefined => {
+    let nl = state.buffered.indexOf("\n");
+    while (nl >= 0) {
+      const line = state.buffered.slice(0, nl);
+      state.buffered = state.buffered.slice(nl + 1);
+      seen.push(line);
+      if (pred(line)) return line;
+      nl = state.buffered.indexOf("\n");
+    }
+    return undefined;
+  };
+  const already = next();
+  if (already !== undefined) return already;
   const reader = stream.getReader();
-  const decoder = new TextDecoder();
-  let buffered = "";
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) throw new Error(`stream ended before the expected line; saw:\n${seen.join("\n")}`);
-      buffered += decoder.decode(value, { stream: true });
-      let nl = buffered.indexOf("\n");
-      while (nl >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        seen.push(line);
-        if (pred(line)) return line;
-        nl = buffered.indexOf("\n");
-      }
+      state.buffered += state.decoder.decode(value, { stream: true });
+      const line = next();
+      if (line !== undefined) return line;
     }
   } finally {
     reader.releaseLock();
   }
 }
+
+/** Per stream: its decoder and the text read but not yet handed out as lines (see `readUntil`). */
+const pending = new WeakMap<ReadableStream<Uint8Array>, { decoder: TextDecoder; buffered: string }>();
