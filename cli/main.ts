@@ -31,9 +31,9 @@ export async function program(argv: readonly string[] = []): Promise<Command> {
   const root = new Command("adsrv")
     .description("adsrv: an ad decision server for video games")
     .version(pkg.version);
-  const first = argv[0];
-  const names = first !== undefined && Object.hasOwn(COMMANDS, first) ? [first] : Object.keys(COMMANDS);
-  for (const name of names) root.addCommand(await (COMMANDS[name] as () => Promise<Command>)());
+  const all = Object.entries(COMMANDS);
+  const named = all.filter(([name]) => name === argv[0]);
+  for (const [, load] of named.length > 0 ? named : all) root.addCommand(await load());
   // addCommand() does not pass settings down: apply them to every subcommand.
   const apply = (command: Command): void => {
     command.exitOverride();

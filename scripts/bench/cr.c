@@ -7,11 +7,12 @@
  * on an idle keep-alive connection, or waits for one, and its latency is measured from the time
  * it was due, so a stalled server is charged for every request it delayed (no coordinated
  * omission). Between sends it sleeps in epoll_pwait2 until the next request is due (1 us timer
- * slack) or a response arrives, and while every connection is busy it waits for a response only:
+ * slack) or a response arrives, and while no connection is free it waits for a response only:
  * it never spins, so it leaves the CPU to the server, above all while the server is stalled
  * (an earlier version armed a timerfd a microsecond ahead while all connections were busy,
- * which kept it at 98-99 % of a core at 42,000 req/s, docs/performance.md). Paths are cycled from PATHS_FILE (one per line). Prints one JSON line.
- * Requests due during the warm-up are sent but not counted. The JSON line also gives the
+ * which kept it at 98-99 % of a core at 42,000 req/s, docs/performance.md). Paths are cycled
+ * from PATHS_FILE (one per line). Prints one JSON line. Requests due during the warm-up are sent
+ * but not counted. The JSON line also gives the
  * generator's own CPU time (cpu_us, user + system, warm-up included) and its wall time (wall_us),
  * since on a small machine the generator's share of the cores bounds what a server can do.
  */
