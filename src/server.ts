@@ -17,6 +17,7 @@ import { buildSnapshot } from "./catalog/snapshot.ts";
 import { validateCatalog } from "./catalog/validate.ts";
 import { type Config, ConfigError, decodeImpressionKey } from "./config.ts";
 import { eligible } from "./decision/decide.ts";
+import { paceCollections } from "./gc.ts";
 import { clientAddress, isLoopback, requestIds } from "./http/edge.ts";
 import { problem } from "./http/problem.ts";
 import { RateLimiter } from "./http/ratelimit.ts";
@@ -269,6 +270,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
     authFailures?.sweep(now());
   }, 60_000);
   sweeper.unref();
+  const stopPacing = paceCollections(() => metrics.answered);
   const { routes, fallback } = makeRoutes({
     holder,
     now,
@@ -343,6 +345,7 @@ export async function startServer(config: Config, deps: ServerDeps = {}): Promis
       builder?.close();
       fleet?.stop();
       if (breakerTimer !== null) clearInterval(breakerTimer);
+      stopPacing();
       if (shared !== null) {
         shared.stop();
         await shared.flush().catch(() => {});
