@@ -5,6 +5,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { sha256Hex } from "../src/crypto/hmac.ts";
 
 export const ROOT = join(import.meta.dir, "..");
 export const BINARY = join(ROOT, "dist", "adsrv");
@@ -32,6 +33,11 @@ export interface FakeCampaignService {
   /** Whether to answer with an ETag (and 304 on a matching If-None-Match). */
   etag: boolean;
   stop(): Promise<void>;
+}
+
+/** A catalog document as the fleet's store reads it back (src/store/catalog.ts): bytes and digest. */
+export function sharedDoc(text: string, sha256 = sha256Hex(text)): { data: Uint8Array; sha256: string } {
+  return { data: new TextEncoder().encode(text), sha256 };
 }
 
 export function sampleAd(id: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {

@@ -99,7 +99,7 @@ export class FleetSync {
         const doc = await this.options.store.readDoc();
         if (doc === null || doc.version === this.options.holder.current?.version)
           return { kind: "unchanged" } as const;
-        return await this.bound().applyText(doc.text, "redis");
+        return await this.bound().applyShared(doc);
       } finally {
         this.loading = null;
       }

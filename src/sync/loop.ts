@@ -20,6 +20,7 @@ import {
 import type { Issue, RejectCode, ValidationResult } from "../catalog/types.ts";
 import { type FetchFailure, type FetchLimits, readSource, type Validators } from "../catalog/upstream.ts";
 import { parseCatalog, parseCatalogChunked } from "../catalog/validate.ts";
+import { sha256Hex } from "../crypto/hmac.ts";
 import type { Logger } from "../telemetry/log.ts";
 import type { CatalogHolder } from "./holder.ts";
 
@@ -252,9 +253,41 @@ export class CatalogSync {
     return this.report(outcome);
   }
 
-  /** Validates a catalog text from another instance (Redis) and applies it. */
-  async applyText(text: string, from: "redis"): Promise<SyncOutcome> {
-    return this.report(await this.accept(await this.prepare(text, from), from, text.length));
+  /**
+   * Validates a catalog document from another instance (Redis) and applies it, if its bytes have
+   * the digest it was published with (a document refused by validation is refused whatever its
+   * digest). A big document's bytes go to the worker as a source body's do, and the worker hashes
+   * them; a small one, or one built here after the worker failed, is hashed here. So this thread
+   * neither decodes nor hashes a big document (1M ads: about 170 ms of blocking, measured).
+   */
+  async applyShared(doc: { readonly data: Uint8Array; readonly sha256: string }): Promise<SyncOutcome> {
+    const { data, sha256 } = doc;
+    const bytes = data.byteLength;
+    let text: string | null = null;
+    const body = {
+      data,
+      get text() {
+        text ??= new TextDecoder().decode(data);
+        return text;
+      },
+    };
+    const prepared = await this.prepare(body, "redis");
+    // Built on the worker: it hashed the bytes. Built here: they are still here (bytes moved to a
+    // worker that failed come back as `worker_failed`, and nothing is built from them).
+    const digest =
+      prepared.kind === "ads"
+        ? sha256Hex(data)
+        : prepared.kind === "built" && prepared.built.kind !== "rejected"
+          ? prepared.built.digest
+          : null;
+    if (digest !== null && digest !== sha256) {
+      return this.report({
+        kind: "failed",
+        failure: "read",
+        message: `the catalog stored in Redis fails its digest (${bytes} bytes): not loaded`,
+      });
+    }
+    return this.report(await this.accept(prepared, "redis", bytes));
   }
 
   /**

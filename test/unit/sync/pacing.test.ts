@@ -8,7 +8,7 @@ import { makeConfig } from "../../../src/config.ts";
 import { CatalogHolder } from "../../../src/sync/holder.ts";
 import { CatalogSync } from "../../../src/sync/loop.ts";
 import { silentLogger } from "../../../src/telemetry/log.ts";
-import { sampleAd } from "../../rig.ts";
+import { sampleAd, sharedDoc } from "../../rig.ts";
 
 const big = JSON.stringify({ ads: Array.from({ length: 12_000 }, (_, i) => sampleAd(`ad-${i}`)) });
 
@@ -32,7 +32,7 @@ async function pauses(sync: CatalogSync): Promise<{ timers: number; immediates: 
   const timeout = spyOn(globalThis, "setTimeout");
   const immediate = spyOn(globalThis, "setImmediate");
   try {
-    const outcome = await sync.applyText(big, "redis");
+    const outcome = await sync.applyShared(sharedDoc(big));
     expect(outcome.kind).toBe("updated");
     return {
       timers: timeout.mock.calls.filter((call) => call[1] === 1).length,

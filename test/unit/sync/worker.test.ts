@@ -2,7 +2,7 @@
  * The sync loop with the catalog worker (src/sync/loop.ts `prepare`): big catalogs are built off
  * this thread; a failed worker fails that attempt only, and later builds run here in slices.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, spyOn, test } from "bun:test";
 import { mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +17,7 @@ import { makeConfig } from "../../../src/config.ts";
 import { CatalogHolder } from "../../../src/sync/holder.ts";
 import { CatalogSync, canonicalDoc } from "../../../src/sync/loop.ts";
 import { createLogger } from "../../../src/telemetry/log.ts";
-import { sampleAd } from "../../rig.ts";
+import { sampleAd, sharedDoc } from "../../rig.ts";
 
 const big = JSON.stringify({
   ads: [...Array.from({ length: 12_000 }, (_, i) => sampleAd(`ad-${i}`)), { id: "no-url" }],
@@ -106,7 +106,7 @@ describe("catalog sync with the worker", () => {
     const builder = createOffThreadBuilder();
     builders.push(builder);
     const { sync, holder, lines } = syncWith(builder, dir);
-    const outcome = await sync.applyText(big, "redis");
+    const outcome = await sync.applyShared(sharedDoc(big));
     expect(outcome).toMatchObject({ kind: "updated", ads: 12_000, skipped: 1, from: "redis" });
     expect(lines.some((l) => l.includes("building the catalog on the worker thread"))).toBe(true);
     expect(lines.some((l) => l.includes("catalog entry skipped") && l.includes("no-url"))).toBe(true);
@@ -116,6 +116,54 @@ describe("catalog sync with the worker", () => {
     if (!local.ok) throw new Error("valid fixture");
     expect(holder.current?.version).toBe(buildSnapshot(local.ads, 0).version);
     expect(await readFile(join(dir, "catalog.json"), "utf8")).toBe(JSON.stringify({ ads: local.ads }));
+  });
+
+  test("a document from Redis is built on the worker, and this thread neither decodes nor hashes it", async () => {
+    const builder = createOffThreadBuilder();
+    builders.push(builder);
+    const { sync, holder } = syncWith(builder);
+    const doc = sharedDoc(big);
+    const decode = spyOn(TextDecoder.prototype, "decode");
+    const hashed = spyOn(Bun.CryptoHasher.prototype, "update");
+    try {
+      expect(await sync.applyShared(doc)).toMatchObject({ kind: "updated", ads: 12_000 });
+      expect(decode).not.toHaveBeenCalled();
+      expect(hashed).not.toHaveBeenCalled();
+    } finally {
+      decode.mockRestore();
+      hashed.mockRestore();
+    }
+    expect(holder.current?.ads.length).toBe(12_000);
+  });
+
+  test("a document from Redis whose bytes fail the stored digest is refused, big or small, and the served one stays", async () => {
+    const builder = createOffThreadBuilder();
+    builders.push(builder);
+    const { sync, holder, lines } = syncWith(builder);
+    const served = holder.current;
+    const small = JSON.stringify({ ads: [sampleAd("ad-1")] });
+    for (const text of [big, small]) {
+      const outcome = await sync.applyShared(sharedDoc(text, "0".repeat(64)));
+      expect(outcome).toMatchObject({ kind: "failed", failure: "read" });
+      expect(outcome.kind === "failed" && outcome.message).toContain("fails its digest");
+      expect(holder.current).toBe(served);
+    }
+    expect(lines.filter((l) => l.includes("fails its digest")).length).toBe(2);
+    // The same bytes with their true digest load.
+    expect(await sync.applyShared(sharedDoc(small))).toMatchObject({ kind: "updated", ads: 1 });
+  });
+
+  test("a document from Redis built here after the worker failed is hashed here, and refused on a wrong digest", async () => {
+    const broken = brokenBuilder();
+    const { sync, holder } = syncWith(broken);
+    const served = holder.current;
+    expect(await sync.applyShared(sharedDoc(big, "f".repeat(64)))).toMatchObject({
+      kind: "failed",
+      failure: "read",
+    });
+    expect(broken.calls).toBe(1);
+    expect(holder.current).toBe(served);
+    expect(await sync.applyShared(sharedDoc(big))).toMatchObject({ kind: "updated", ads: 12_000 });
   });
 
   test("bytes moved to a worker that then fails: that attempt fails; later builds run here, in slices", async () => {
@@ -165,10 +213,10 @@ describe("catalog sync with the worker", () => {
     const broken = brokenBuilder();
     const { sync, lines } = syncWith(broken);
     sync.stop();
-    const outcome = await sync.applyText(big, "redis");
+    const outcome = await sync.applyShared(sharedDoc(big));
     expect(outcome).toMatchObject({ kind: "failed", failure: "worker" });
     expect(lines.some((l) => l.includes('"level":"error"') || l.includes('"level":"warn"'))).toBe(false);
-    await sync.applyText(big, "redis");
+    await sync.applyShared(sharedDoc(big));
     expect(broken.calls).toBe(2);
   });
 
