@@ -50,6 +50,8 @@ export type BuildReply =
       readonly columns: AdColumns;
       readonly index: IndexData;
       readonly canonical: Uint8Array | null;
+      /** SHA-256 (hex) of `canonical`, hashed on the worker (what the fleet publishes with it). */
+      readonly canonicalDigest: string | null;
       /** Sleeps the paced build took (0 when not serving or the server was idle). */
       readonly pauses: number;
       /** SHA-256 of the source's bytes (hex), or null when the source was a string. */
@@ -67,6 +69,7 @@ export type Built =
       readonly snapshot: Snapshot;
       readonly ads: number;
       readonly canonical: Uint8Array | null;
+      readonly canonicalDigest: string | null;
       readonly pauses: number;
       readonly digest: string | null;
     });

@@ -63,7 +63,7 @@ function runPaced<T>(steps: Generator<void, T>, activity: Int32Array | null): T 
   }
 }
 
-/** SHA-256 of the source's bytes (hex), a MiB per step. */
+/** SHA-256 of bytes (hex), a MiB per step: the source's, and the canonical document's. */
 function* digestSteps(bytes: Uint8Array): Generator<void, string> {
   const hasher = new Bun.CryptoHasher("sha256");
   for (let at = 0; at < bytes.byteLength; at += DIGEST_PIECE) {
@@ -132,6 +132,7 @@ function build(
   const columns = textsAsBytes(paced(packSteps(result.ads)));
   const index = paced(indexSteps(columns));
   const canonical = request.canonical ? new TextEncoder().encode(JSON.stringify({ ads: result.ads })) : null;
+  const canonicalDigest = canonical === null ? null : paced(digestSteps(canonical));
   const buffers = [
     columns.country,
     columns.lang,
@@ -155,6 +156,7 @@ function build(
       columns,
       index,
       canonical,
+      canonicalDigest,
       pauses,
       digest,
     },

@@ -128,11 +128,11 @@ export class FleetSync {
       // The fetched document when it is what is served now (a load from Redis may have swapped
       // meanwhile), else what is served.
       const fetchedDoc = fresh ? canonicalDoc(fetched) : null;
-      const doc =
+      const { doc, sha256 } =
         fetchedDoc !== null && fetchedDoc.version === version
-          ? fetchedDoc.doc
-          : JSON.stringify({ ads: holder.current?.ads.toArray() ?? [] });
-      const published = await store.publish({ token, version, doc, fetchedAt: now() });
+          ? fetchedDoc
+          : { doc: JSON.stringify({ ads: holder.current?.ads.toArray() ?? [] }), sha256: undefined };
+      const published = await store.publish({ token, version, doc, sha256, fetchedAt: now() });
       if (published === "lost_lock")
         log.warn("catalog fetch lock lost before publishing; another instance will publish");
       else if (published === "published") log.info("catalog published to the fleet", { version });

@@ -500,14 +500,18 @@ function issuesOf(prepared: Prepared): { readonly issues: readonly Issue[]; read
  */
 export function canonicalDoc(
   fetched: Fetched,
-): { readonly version: string; readonly doc: string | Uint8Array } | null {
+): { readonly version: string; readonly doc: string | Uint8Array; readonly sha256?: string } | null {
   if (fetched.kind !== "valid") return null;
   const { prepared } = fetched;
   if (prepared.kind === "built") {
     const built = prepared.built;
-    return built.kind === "built" && built.canonical !== null
-      ? { version: built.snapshot.version, doc: built.canonical }
-      : null;
+    if (built.kind !== "built" || built.canonical === null) return null;
+    const { canonical, canonicalDigest } = built;
+    return {
+      version: built.snapshot.version,
+      doc: canonical,
+      ...(canonicalDigest === null ? {} : { sha256: canonicalDigest }),
+    };
   }
   if (prepared.kind === "ads" && prepared.result.ok) {
     const { ads } = prepared.result;

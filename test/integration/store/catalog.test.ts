@@ -165,6 +165,16 @@ describe("catalog publish and read", () => {
     });
   });
 
+  test("a digest given with the document (the worker's) is stored as given, not computed again", async () => {
+    const a = catalogStore(connA);
+    const token = (await a.tryLock("inst-a")) as string;
+    const given = "ab".repeat(32);
+    expect(
+      await a.publish({ token, version: "v-given", doc: catalogText(3), sha256: given, fetchedAt: 1 }),
+    ).toBe("published");
+    expect((await catalogStore(connB).readDoc())?.sha256).toBe(given);
+  });
+
   test("fenced: a stale lock holder's publish is refused and changes nothing", async () => {
     const a = catalogStore(connA, { lockTtlMs: 60 });
     const b = catalogStore(connB, { lockTtlMs: 60_000 });

@@ -14,6 +14,7 @@ import {
 import { buildSnapshot } from "../../../src/catalog/snapshot.ts";
 import { parseCatalog } from "../../../src/catalog/validate.ts";
 import { makeConfig } from "../../../src/config.ts";
+import { sha256Hex } from "../../../src/crypto/hmac.ts";
 import { CatalogHolder } from "../../../src/sync/holder.ts";
 import { CatalogSync, canonicalDoc } from "../../../src/sync/loop.ts";
 import { createLogger } from "../../../src/telemetry/log.ts";
@@ -303,6 +304,8 @@ describe("catalog sync with the worker", () => {
     expect(canonical?.version).toBe(buildSnapshot(local.ads, 0).version);
     expect(canonical?.doc).toBeInstanceOf(Uint8Array);
     expect(new TextDecoder().decode(canonical?.doc as Uint8Array)).toBe(JSON.stringify({ ads: local.ads }));
+    // Hashed on the worker, for the fleet's publish (this thread does not hash it again).
+    expect(canonical?.sha256).toBe(sha256Hex(canonical?.doc as Uint8Array));
     expect(asked).toEqual([
       [false, true], // a snapshot is live: the worker paces itself
       [true, true],
