@@ -43,8 +43,8 @@ export interface AdColumns {
   /** 1 when the ad's id and video_url go into JSON as they are (see `bodyHead`). */
   readonly plain: Uint8Array;
   /**
-   * Chunk k holds `id + video_url` of ads k·4096 … k·4096+4095, one after the other: a string,
-   * or its UTF-8 bytes (as the catalog worker sends it), decoded on first use.
+   * Chunk k holds `id + video_url` of ads k·512 … k·512+511 (TEXT_CHUNK), one after the other: a
+   * string, or its UTF-8 bytes (as the catalog worker sends it), decoded on first use.
    */
   readonly texts: readonly (string | Uint8Array)[];
   /** Where ad i's id (2i) and video_url (2i+1) start in its chunk. */
