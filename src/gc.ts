@@ -3,11 +3,12 @@
  *
  * Bun's own collection timer runs every second, but after five quiet ticks it slows to one run
  * every 30 s, and it speeds up again only when it sees its block heap grow. Measured here (1M-ad
- * catalog, 32,000 req/s after 40 s idle, docs/performance.md): nothing collected for the first
- * 6.6 s of renewed load, the heap grew from 234 to 563 MB, and the collection that came then
- * stalled serving, p99 35-50 ms for the next seconds. Asking for a collection once a second while
- * requests are being answered keeps the young generation small from the first second; an idle
- * server does no collection work for it.
+ * catalog, 32,000 req/s after 40 s idle, docs/performance.md "Ninth session"): nothing collected
+ * for the first 6.6 s of renewed load, the heap grew from 234 to 563 MB, and the collection that
+ * came then stalled serving: p99 37-383 ms in the 3 s after, over three runs. Asking for a
+ * collection once a second while requests are being answered keeps the young generation small
+ * from the first second. A second without answers asks for nothing (a health probe is an answer:
+ * a probed server asks at most once a second, as Bun's fast timer does).
  * @module
  */
 
@@ -27,8 +28,9 @@ export function collectionStep(answered: () => number, collect: () => void): () 
 
 /**
  * Runs `collectionStep` every `intervalMs` on an unref'd timer (it never keeps the process
- * alive); `collect` defaults to an asynchronous request (`Bun.gc(false)`: the collector picks a
- * young or full collection and runs it at the next safe point). Returns a stop function.
+ * alive). `collect` defaults to `Bun.gc(false)`: it returns the allocator's freed pages
+ * (mimalloc's cleanup, unforced) and asks for a collection asynchronously; the collector picks
+ * young or full and runs it at its next safe point. Returns a stop function.
  */
 export function paceCollections(
   answered: () => number,

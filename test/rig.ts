@@ -5,7 +5,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { sha256Hex } from "../src/crypto/hmac.ts";
+import { sha256Hex } from "../src/crypto/sha256.ts";
 
 export const ROOT = join(import.meta.dir, "..");
 export const BINARY = join(ROOT, "dist", "adsrv");

@@ -7,11 +7,6 @@
  * @module
  */
 
-/** SHA-256 of a text's UTF-8 bytes or of bytes, as hex (one native hasher; not for the hot path). */
-export function sha256Hex(data: string | Uint8Array): string {
-  return new Bun.CryptoHasher("sha256").update(data).digest("hex");
-}
-
 const BLOCK = 64;
 /** Messages up to this many bytes (after the prefix) are hashed from the scratch buffer. */
 const SCRATCH = 8192;

@@ -14,7 +14,7 @@
  */
 import { promisify } from "node:util";
 import { zstdDecompress } from "node:zlib";
-import { sha256Hex } from "../crypto/hmac.ts";
+import { sha256Hex } from "../crypto/sha256.ts";
 import { defineScript, type StoreConnection, StoreError, withDeadline } from "./redis.ts";
 
 export const CATALOG_KEY = "adsrv:{cat}";
@@ -45,7 +45,8 @@ export interface StoredCatalog {
   /**
    * The document's UTF-8 bytes, decompressed but neither decoded nor hashed here: a 1M-ad
    * document is 151 MB, and decoding plus hashing it took about 170 ms of the serving thread
-   * (measured). The sync loop hands the bytes to the catalog worker, which hashes them.
+   * (measured). The sync loop hands a big document's bytes to the catalog worker, which hashes
+   * them (a small one, under 1 MiB, is decoded and hashed on the serving thread).
    */
   readonly data: Uint8Array;
   /** SHA-256 (hex) of `data` as published: the loader refuses bytes with another digest. */

@@ -99,7 +99,12 @@ export class FleetSync {
         const doc = await this.options.store.readDoc();
         if (doc === null || doc.version === this.options.holder.current?.version)
           return { kind: "unchanged" } as const;
-        return await this.bound().applyShared(doc);
+        const outcome = await this.bound().applyShared(doc);
+        // A stored copy that fails its digest is Redis failing, as an undecodable one is: the
+        // tick counts it, and reads the source itself (solo) as it would when Redis is down.
+        if (outcome.kind === "failed" && outcome.failure === "digest")
+          throw new StoreError("reply", "stored catalog fails its digest");
+        return outcome;
       } finally {
         this.loading = null;
       }

@@ -20,7 +20,7 @@ import {
 import type { Issue, RejectCode, ValidationResult } from "../catalog/types.ts";
 import { type FetchFailure, type FetchLimits, readSource, type Validators } from "../catalog/upstream.ts";
 import { parseCatalog, parseCatalogChunked } from "../catalog/validate.ts";
-import { sha256Hex } from "../crypto/hmac.ts";
+import { sha256Hex } from "../crypto/sha256.ts";
 import type { Logger } from "../telemetry/log.ts";
 import type { CatalogHolder } from "./holder.ts";
 
@@ -35,7 +35,7 @@ export type SyncOutcome =
   | { readonly kind: "unchanged" }
   | {
       readonly kind: "failed";
-      readonly failure: FetchFailure | RejectCode | "state_dir_empty" | "worker";
+      readonly failure: FetchFailure | RejectCode | "state_dir_empty" | "worker" | "digest";
       readonly message: string;
     };
 
@@ -283,7 +283,7 @@ export class CatalogSync {
     if (digest !== null && digest !== sha256) {
       return this.report({
         kind: "failed",
-        failure: "read",
+        failure: "digest",
         message: `the catalog stored in Redis fails its digest (${bytes} bytes): not loaded`,
       });
     }

@@ -124,6 +124,7 @@ const SYNC_FAILURE_INDEX = {
   all_invalid: 9,
   state_dir_empty: 10,
   worker: 11,
+  digest: 12,
 } as const satisfies Record<SyncFailureKind, number>;
 const SYNC_FAILURE_NAMES = Object.keys(SYNC_FAILURE_INDEX) as readonly SyncFailureKind[];
 

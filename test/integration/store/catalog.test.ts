@@ -1,7 +1,7 @@
 /** The shared catalog in a private redis-server: lock, fenced publish, document, announcements. */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import type { RedisClient } from "bun";
-import { sha256Hex } from "../../../src/crypto/hmac.ts";
+import { sha256Hex } from "../../../src/crypto/sha256.ts";
 import type { StoredCatalog } from "../../../src/store/catalog.ts";
 import {
   CATALOG_CHANNEL,
@@ -173,6 +173,19 @@ describe("catalog publish and read", () => {
       await a.publish({ token, version: "v-given", doc: catalogText(3), sha256: given, fetchedAt: 1 }),
     ).toBe("published");
     expect((await catalogStore(connB).readDoc())?.sha256).toBe(given);
+  });
+
+  test("a big document reads back as bytes owning their whole buffer: they can move to the worker, not be copied", async () => {
+    const a = catalogStore(connA);
+    const text = catalogText(12_000);
+    expect(text.length).toBeGreaterThan(1 << 20);
+    const token = (await a.tryLock("inst-a")) as string;
+    expect(await a.publish({ token, version: "v-big", doc: text, fetchedAt: 1 })).toBe("published");
+    const doc = await catalogStore(connB).readDoc();
+    if (doc === null) throw new Error("stored");
+    expect(doc.data.byteOffset).toBe(0);
+    expect(doc.data.byteLength).toBe(doc.data.buffer.byteLength);
+    expect(doc.data.buffer).toBeInstanceOf(ArrayBuffer);
   });
 
   test("fenced: a stale lock holder's publish is refused and changes nothing", async () => {

@@ -14,7 +14,7 @@ import {
 import { buildSnapshot } from "../../../src/catalog/snapshot.ts";
 import { parseCatalog } from "../../../src/catalog/validate.ts";
 import { makeConfig } from "../../../src/config.ts";
-import { sha256Hex } from "../../../src/crypto/hmac.ts";
+import { sha256Hex } from "../../../src/crypto/sha256.ts";
 import { CatalogHolder } from "../../../src/sync/holder.ts";
 import { CatalogSync, canonicalDoc } from "../../../src/sync/loop.ts";
 import { createLogger } from "../../../src/telemetry/log.ts";
@@ -145,7 +145,7 @@ describe("catalog sync with the worker", () => {
     const small = JSON.stringify({ ads: [sampleAd("ad-1")] });
     for (const text of [big, small]) {
       const outcome = await sync.applyShared(sharedDoc(text, "0".repeat(64)));
-      expect(outcome).toMatchObject({ kind: "failed", failure: "read" });
+      expect(outcome).toMatchObject({ kind: "failed", failure: "digest" });
       expect(outcome.kind === "failed" && outcome.message).toContain("fails its digest");
       expect(holder.current).toBe(served);
     }
@@ -160,11 +160,21 @@ describe("catalog sync with the worker", () => {
     const served = holder.current;
     expect(await sync.applyShared(sharedDoc(big, "f".repeat(64)))).toMatchObject({
       kind: "failed",
-      failure: "read",
+      failure: "digest",
     });
     expect(broken.calls).toBe(1);
     expect(holder.current).toBe(served);
     expect(await sync.applyShared(sharedDoc(big))).toMatchObject({ kind: "updated", ads: 12_000 });
+  });
+
+  test("a document from Redis whose bytes moved to a worker that then failed: a worker failure, not a digest one", async () => {
+    const broken = brokenBuilder((body) => {
+      if (typeof body !== "string") (body.buffer as ArrayBuffer).transfer(0);
+    });
+    const { sync, holder } = syncWith(broken);
+    const served = holder.current;
+    expect(await sync.applyShared(sharedDoc(big))).toMatchObject({ kind: "failed", failure: "worker" });
+    expect(holder.current).toBe(served);
   });
 
   test("bytes moved to a worker that then fails: that attempt fails; later builds run here, in slices", async () => {
