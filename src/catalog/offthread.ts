@@ -15,6 +15,13 @@ export interface BuildRequest {
   readonly text: string | Uint8Array;
   /** Whether to send the canonical document (`{"ads":[…]}` of the valid ads) back, as UTF-8. */
   readonly canonical: boolean;
+  /** Whether to hash that document too (the fleet publishes it with its SHA-256). */
+  readonly canonicalDigest: boolean;
+  /**
+   * The SHA-256 (hex) `text`'s bytes must have (a document read from Redis), or null: bytes with
+   * another digest are answered `mismatch` as soon as they are hashed, and not built.
+   */
+  readonly expectedDigest: string | null;
   /**
    * Whether a snapshot is being served meanwhile: only then is the build paced and its heap
    * collected only while idle (a first load has nothing to protect, and the readiness probes
@@ -50,7 +57,7 @@ export type BuildReply =
       readonly columns: AdColumns;
       readonly index: IndexData;
       readonly canonical: Uint8Array | null;
-      /** SHA-256 (hex) of `canonical`, hashed on the worker (what the fleet publishes with it). */
+      /** SHA-256 (hex) of `canonical` when asked for, hashed on the worker (for the fleet's publish). */
       readonly canonicalDigest: string | null;
       /** Sleeps the paced build took (0 when not serving or the server was idle). */
       readonly pauses: number;
@@ -59,6 +66,8 @@ export type BuildReply =
     })
   /** The source's bytes have `unchangedDigest`: not parsed, nothing built. */
   | { readonly id: number; readonly kind: "same"; readonly digest: string }
+  /** The bytes do not have `expectedDigest` (their own is `digest`): not parsed, nothing built. */
+  | { readonly id: number; readonly kind: "mismatch"; readonly digest: string }
   | { readonly id: number; readonly kind: "error"; readonly message: string };
 
 /** A build's outcome, with the snapshot made from a `built` reply. */
@@ -77,6 +86,10 @@ export type Built =
 /** See `BuildRequest`. */
 export interface BuildOptions {
   readonly canonical: boolean;
+  /** See `BuildRequest` (default false). */
+  readonly canonicalDigest?: boolean;
+  /** See `BuildRequest` (default null). */
+  readonly expectedDigest?: string | null;
   /** Whether a snapshot is served, asked when the build starts (builds queue one at a time). */
   readonly serving?: () => boolean;
   /**
@@ -177,7 +190,7 @@ export function createOffThreadBuilder(options: OffThreadOptions = {}): OffThrea
 
   const once = (
     text: string | Uint8Array,
-    { canonical, serving, unchangedDigest }: BuildOptions,
+    { canonical, canonicalDigest, expectedDigest, serving, unchangedDigest }: BuildOptions,
   ): Promise<BuildReply> =>
     new Promise<BuildReply>((resolve, reject) => {
       if (closed) {
@@ -198,6 +211,8 @@ export function createOffThreadBuilder(options: OffThreadOptions = {}): OffThrea
           id,
           text,
           canonical,
+          canonicalDigest: canonicalDigest ?? false,
+          expectedDigest: expectedDigest ?? null,
           serving: serving?.() ?? false,
           activity,
           unchangedDigest: unchangedDigest?.() ?? null,

@@ -87,6 +87,9 @@ function build(
   // The same bytes as the catalog served (a source rewritten unchanged, or changed back):
   // a hash instead of a build that would end in the same version.
   const digest = typeof source === "string" ? null : paced(digestSteps(source));
+  if (digest !== null && request.expectedDigest !== null && digest !== request.expectedDigest) {
+    return { reply: { id: request.id, kind: "mismatch", digest }, transfer: [] };
+  }
   if (digest !== null && digest === request.unchangedDigest) {
     return { reply: { id: request.id, kind: "same", digest }, transfer: [] };
   }
@@ -132,7 +135,8 @@ function build(
   const columns = textsAsBytes(paced(packSteps(result.ads)));
   const index = paced(indexSteps(columns));
   const canonical = request.canonical ? new TextEncoder().encode(JSON.stringify({ ads: result.ads })) : null;
-  const canonicalDigest = canonical === null ? null : paced(digestSteps(canonical));
+  const canonicalDigest =
+    canonical === null || !request.canonicalDigest ? null : paced(digestSteps(canonical));
   const buffers = [
     columns.country,
     columns.lang,

@@ -108,6 +108,8 @@ export type Fetched =
  */
 const CHUNKED_FROM_CHARS = 1 << 20;
 const SLICE_MS = 0.5;
+/** A shared document whose bytes do not have the digest it was published with. */
+const DIGEST_MISMATCH = "the catalog stored in Redis fails its digest: not loaded";
 /** Longest run of slices without a timer pause, so requests arriving at an idle server get in. */
 const IDLE_POLL_MS = 8;
 
@@ -255,10 +257,11 @@ export class CatalogSync {
 
   /**
    * Validates a catalog document from another instance (Redis) and applies it, if its bytes have
-   * the digest it was published with (a document refused by validation is refused whatever its
-   * digest). A big document's bytes go to the worker as a source body's do, and the worker hashes
-   * them; a small one, or one built here after the worker failed, is hashed here. So this thread
-   * neither decodes nor hashes a big document (1M ads: about 170 ms of blocking, measured).
+   * the digest it was published with (failure `digest` otherwise). A big document's bytes go to
+   * the worker as a source body's do; the worker hashes them first and answers `mismatch` before
+   * parsing anything. A small one, or one built here after the worker failed, is hashed here. So
+   * this thread neither decodes nor hashes a big document (1M ads: about 170 ms of blocking,
+   * measured).
    */
   async applyShared(doc: { readonly data: Uint8Array; readonly sha256: string }): Promise<SyncOutcome> {
     const { data, sha256 } = doc;
@@ -271,20 +274,15 @@ export class CatalogSync {
         return text;
       },
     };
-    const prepared = await this.prepare(body, "redis");
-    // Built on the worker: it hashed the bytes. Built here: they are still here (bytes moved to a
-    // worker that failed come back as `worker_failed`, and nothing is built from them).
-    const digest =
-      prepared.kind === "ads"
-        ? sha256Hex(data)
-        : prepared.kind === "built" && prepared.built.kind !== "rejected"
-          ? prepared.built.digest
-          : null;
-    if (digest !== null && digest !== sha256) {
+    // On the worker, bytes with another digest are answered `mismatch` before any parsing (see
+    // `rejectionOf`). Built here, they are still here: bytes moved to a worker that failed come
+    // back as `worker_failed`, and nothing is built from them.
+    const prepared = await this.prepare(body, "redis", false, sha256);
+    if (prepared.kind === "ads" && sha256Hex(data) !== sha256) {
       return this.report({
         kind: "failed",
         failure: "digest",
-        message: `the catalog stored in Redis fails its digest (${bytes} bytes): not loaded`,
+        message: `${DIGEST_MISMATCH} (${bytes} bytes)`,
       });
     }
     return this.report(await this.accept(prepared, "redis", bytes));
@@ -299,6 +297,7 @@ export class CatalogSync {
     source: string | { readonly data: Uint8Array; readonly text: string },
     from: "source" | "redis" | "state_dir",
     forPublish = false,
+    expectedDigest: string | null = null,
   ): Promise<Prepared> {
     const { holder, log, builder, stateDir, now } = this.options;
     const live = holder.current;
@@ -314,6 +313,8 @@ export class CatalogSync {
       try {
         const options = {
           canonical,
+          canonicalDigest: forPublish,
+          expectedDigest,
           serving: () => holder.current !== null,
           unchangedDigest: () =>
             this.sourceDigest !== null && this.sourceDigest.snapshot === holder.current
@@ -479,9 +480,13 @@ export class CatalogSync {
 /** Why a prepared catalog was refused (or could not be built), or null when it was not. */
 function rejectionOf(
   prepared: Prepared,
-): { readonly code: RejectCode | "worker"; readonly message: string } | null {
+): { readonly code: RejectCode | "worker" | "digest"; readonly message: string } | null {
   if (prepared.kind === "worker_failed") return { code: "worker", message: prepared.message };
-  if (prepared.kind === "built") return prepared.built.kind === "rejected" ? prepared.built : null;
+  if (prepared.kind === "built") {
+    const { built } = prepared;
+    if (built.kind === "mismatch") return { code: "digest", message: DIGEST_MISMATCH };
+    return built.kind === "rejected" ? built : null;
+  }
   return prepared.result.ok ? null : prepared.result;
 }
 
@@ -489,7 +494,9 @@ function rejectionOf(
 function issuesOf(prepared: Prepared): { readonly issues: readonly Issue[]; readonly skipped: number } {
   if (prepared.kind === "worker_failed") return { issues: [], skipped: 0 };
   if (prepared.kind === "built")
-    return prepared.built.kind === "same" ? { issues: [], skipped: 0 } : prepared.built;
+    return prepared.built.kind === "same" || prepared.built.kind === "mismatch"
+      ? { issues: [], skipped: 0 }
+      : prepared.built;
   return { issues: prepared.result.issues, skipped: prepared.result.issues.length };
 }
 

@@ -138,8 +138,12 @@ describe("catalog sync with the worker", () => {
   });
 
   test("a document from Redis whose bytes fail the stored digest is refused, big or small, and the served one stays", async () => {
-    const builder = createOffThreadBuilder();
-    builders.push(builder);
+    const replies: string[] = [];
+    const builder = realBuilder(async (build, ...args) => {
+      const built = await build(...args);
+      replies.push(built.kind);
+      return built;
+    });
     const { sync, holder, lines } = syncWith(builder);
     const served = holder.current;
     const small = JSON.stringify({ ads: [sampleAd("ad-1")] });
@@ -150,6 +154,8 @@ describe("catalog sync with the worker", () => {
       expect(holder.current).toBe(served);
     }
     expect(lines.filter((l) => l.includes("fails its digest")).length).toBe(2);
+    // The big one: the worker answered as soon as it had hashed the bytes, and built nothing.
+    expect(replies).toEqual(["mismatch"]);
     // The same bytes with their true digest load.
     expect(await sync.applyShared(sharedDoc(small))).toMatchObject({ kind: "updated", ads: 1 });
   });
