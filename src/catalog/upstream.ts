@@ -58,16 +58,27 @@ export type FetchResult =
  * to the catalog worker as they are (src/catalog/offthread.ts), so this thread never decodes it.
  */
 function bodyOf(data: Uint8Array, validators: Validators, bytes: number): FetchResult {
-  let text: string | null = null;
+  const body = lazyBody(data);
   return {
     kind: "body",
+    data,
+    get text() {
+      return body.text;
+    },
+    validators,
+    bytes,
+  };
+}
+
+/** Bytes whose text (UTF-8, a leading byte order mark dropped) is decoded on first use only. */
+export function lazyBody(data: Uint8Array): { readonly data: Uint8Array; readonly text: string } {
+  let text: string | null = null;
+  return {
     data,
     get text() {
       text ??= new TextDecoder().decode(data);
       return text;
     },
-    validators,
-    bytes,
   };
 }
 

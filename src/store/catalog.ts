@@ -3,10 +3,10 @@
  *
  * - `adsrv:{cat}:lock`: who fetches this interval. `SET NX PX`; the value is a token
  *   `<instanceId>:<uuid>` that fences the publish and the release.
- * - `adsrv:{cat}` (hash): `version`, `sha256` (of the document's UTF-8 bytes), `doc` (the canonical validated
- *   catalog JSON, zstd-compressed then base64: Bun's client returns replies as strings, which
- *   would mangle raw binary), `encoding` (`zstd+base64`), `fetched_at` (ms). No expiry: it is the
- *   fleet's last good copy.
+ * - `adsrv:{cat}` (hash): `version`, `sha256` (of the document's UTF-8 bytes), `doc` (the
+ *   canonical validated catalog JSON, zstd-compressed then base64: Bun's client returns replies
+ *   as strings, which would mangle raw binary), `encoding` (`zstd+base64`), `fetched_at` (ms). No
+ *   expiry: it is the fleet's last good copy.
  * - channel `adsrv:catalog`: the version, published when it changes.
  *
  * Every key carries the `{cat}` hash tag, so the scripts touch one cluster slot.

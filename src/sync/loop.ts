@@ -18,7 +18,13 @@ import {
   versionChunked,
 } from "../catalog/snapshot.ts";
 import type { Issue, RejectCode, ValidationResult } from "../catalog/types.ts";
-import { type FetchFailure, type FetchLimits, readSource, type Validators } from "../catalog/upstream.ts";
+import {
+  type FetchFailure,
+  type FetchLimits,
+  lazyBody,
+  readSource,
+  type Validators,
+} from "../catalog/upstream.ts";
 import { parseCatalog, parseCatalogChunked } from "../catalog/validate.ts";
 import { sha256Hex } from "../crypto/sha256.ts";
 import type { Logger } from "../telemetry/log.ts";
@@ -266,14 +272,7 @@ export class CatalogSync {
   async applyShared(doc: { readonly data: Uint8Array; readonly sha256: string }): Promise<SyncOutcome> {
     const { data, sha256 } = doc;
     const bytes = data.byteLength;
-    let text: string | null = null;
-    const body = {
-      data,
-      get text() {
-        text ??= new TextDecoder().decode(data);
-        return text;
-      },
-    };
+    const body = lazyBody(data);
     // On the worker, bytes with another digest are answered `mismatch` before any parsing (see
     // `rejectionOf`). Built here, they are still here: bytes moved to a worker that failed come
     // back as `worker_failed`, and nothing is built from them.
