@@ -5,7 +5,7 @@
  * every 30 s, and it speeds up again only when it sees its block heap grow. Measured here (1M-ad
  * catalog, 32,000 req/s after 40 s idle, docs/performance.md "Ninth session"): nothing collected
  * for the first 6.6 s of renewed load, the heap grew from 234 to 563 MB, and the collection that
- * came then stalled serving: p99 37-383 ms in the 3 s after, over three runs. Asking for a
+ * came then stalled serving: the worst 3 s window's p99 was 37-383 ms in three runs. Asking for a
  * collection once a second while requests are being answered keeps the young generation small
  * from the first second. A second without answers asks for nothing (a health probe is an answer:
  * a probed server asks at most once a second, as Bun's fast timer does).
