@@ -120,13 +120,15 @@ export class FleetSync {
     const sync = this.bound();
     let keep = false;
     try {
-      const fetched = await sync.fetchValidated(true);
+      // Redis has nothing (it lost its data, say): the source is read whole, even if unchanged,
+      // so that the document published is the worker's, not the served catalog serialized here.
+      const fetched = await sync.fetchValidated(true, stored === null);
       keep = fetched.kind !== "failed";
       const applied = await sync.applyFetched(fetched, "source");
       const version = holder.current?.version;
-      // Publish a document this tick took from the source, or what this instance serves when
-      // Redis has nothing (it lost its data while the source answers 304). Never otherwise: a
-      // stored version this build could not load must not be replaced by an older one.
+      // Publish a document this tick took from the source, or, when Redis has nothing and the
+      // source could not be read, what this instance serves. Never otherwise: a stored version
+      // this build could not load must not be replaced by an older one.
       const fresh = fetched.kind === "valid" && applied.kind !== "failed";
       if (version === undefined || version === stored || !(fresh || stored === null)) return applied;
       // The canonical validated catalog, never the raw body: what is stored has passed validation.

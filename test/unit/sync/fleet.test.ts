@@ -1,14 +1,17 @@
 /**
- * FleetSync with a stored catalog that fails its digest (src/sync/fleet.ts): refused, counted as
- * a Redis failure, and after `soloAfter` of them the instance reads the source itself.
+ * FleetSync (src/sync/fleet.ts) with a fake store: a stored catalog that fails its digest is
+ * refused and counted as a Redis failure; when Redis has lost its copy, the lock holder publishes
+ * the worker's document, not the served catalog serialized on the serving thread.
  */
 import { afterEach, expect, test } from "bun:test";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createOffThreadBuilder } from "../../../src/catalog/offthread.ts";
 import { buildSnapshot } from "../../../src/catalog/snapshot.ts";
 import { makeConfig } from "../../../src/config.ts";
-import type { CatalogStore, StoredCatalog } from "../../../src/store/catalog.ts";
+import { sha256Hex } from "../../../src/crypto/sha256.ts";
+import type { CatalogStore, PublishInput, StoredCatalog } from "../../../src/store/catalog.ts";
 import type { StoreError } from "../../../src/store/redis.ts";
 import { FleetSync } from "../../../src/sync/fleet.ts";
 import { CatalogHolder } from "../../../src/sync/holder.ts";
@@ -81,4 +84,58 @@ test("a stored catalog failing its digest is not served; it counts as a Redis fa
   expect(holder.current?.ads.id(0)).toBe("from-source");
   expect(store.reads).toBe(2);
   fleet.stop();
+});
+
+test("Redis lost its copy while the source is unchanged: the holder reads the source whole and publishes the worker's document", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "adsrv-fleet-"));
+  dirs.push(dir);
+  const source = join(dir, "source.json");
+  // Over 1 MiB: built on the worker.
+  await writeFile(
+    source,
+    JSON.stringify({ ads: Array.from({ length: 12_000 }, (_, i) => sampleAd(`ad-${i}`)) }),
+  );
+  const published: PublishInput[] = [];
+  // Redis keeps nothing: every tick finds it empty, as after a restart without persistence.
+  const store: CatalogStore = {
+    tryLock: async () => "token",
+    renew: async () => true,
+    publish: async (input) => {
+      published.push(input);
+      return "published";
+    },
+    release: async () => true,
+    readVersion: async () => null,
+    readDoc: async () => null,
+    onVersion: () => () => {},
+  };
+  const holder = new CatalogHolder();
+  const builder = createOffThreadBuilder();
+  const fleet = new FleetSync({ store, holder, log: silentLogger, now: () => 5, instanceId: "test:1" });
+  const sync = new CatalogSync({
+    source,
+    refreshMs: 60_000,
+    limits: makeConfig().fetch,
+    stateDir: null,
+    holder,
+    log: silentLogger,
+    now: () => 5,
+    coordinator: fleet,
+    builder,
+  });
+  fleet.attach(sync);
+  try {
+    expect(await sync.refresh()).toMatchObject({ kind: "updated", ads: 12_000 });
+    // The file is unchanged (same size and modification time): still read and built, not serialized.
+    expect(await sync.refresh()).toMatchObject({ kind: "unchanged" });
+    expect(published.length).toBe(2);
+    for (const p of published) {
+      expect(p.doc).toBeInstanceOf(Uint8Array);
+      expect(p.sha256).toBe(sha256Hex(p.doc));
+      expect(p.version).toBe(holder.current?.version as string);
+    }
+  } finally {
+    fleet.stop();
+    builder.close();
+  }
 });
