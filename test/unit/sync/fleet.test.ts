@@ -7,13 +7,13 @@ import { afterEach, expect, test } from "bun:test";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createOffThreadBuilder } from "../../../src/catalog/offthread.ts";
+import { createOffThreadBuilder, type OffThreadBuilder } from "../../../src/catalog/offthread.ts";
 import { buildSnapshot } from "../../../src/catalog/snapshot.ts";
 import { makeConfig } from "../../../src/config.ts";
 import { sha256Hex } from "../../../src/crypto/sha256.ts";
-import type { CatalogStore, PublishInput, StoredCatalog } from "../../../src/store/catalog.ts";
+import type { CatalogStore, PublishInput } from "../../../src/store/catalog.ts";
 import type { StoreError } from "../../../src/store/redis.ts";
-import { FleetSync } from "../../../src/sync/fleet.ts";
+import { type FleetOptions, FleetSync } from "../../../src/sync/fleet.ts";
 import { CatalogHolder } from "../../../src/sync/holder.ts";
 import { CatalogSync } from "../../../src/sync/loop.ts";
 import { silentLogger } from "../../../src/telemetry/log.ts";
@@ -24,54 +24,72 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
 
-/** A store holding `doc` under version "v-shared"; another instance always holds the lock. */
-function storeWith(doc: StoredCatalog): CatalogStore & { reads: number } {
-  const store = {
-    reads: 0,
-    tryLock: async () => null,
-    renew: async () => false,
-    publish: async () => "lost_lock" as const,
-    release: async () => false,
-    readVersion: async () => doc.version,
-    readDoc: async () => {
-      store.reads++;
-      return doc;
-    },
-    onVersion: () => () => {},
-  };
-  return store;
-}
-
-test("a stored catalog failing its digest is not served; it counts as a Redis failure, and the instance turns to the source", async () => {
+/** A catalog file holding `ads`, in a temp dir removed after the test. */
+async function sourceOf(ads: readonly Record<string, unknown>[]): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "adsrv-fleet-"));
   dirs.push(dir);
   const source = join(dir, "source.json");
-  await writeFile(source, JSON.stringify({ ads: [sampleAd("from-source")] }));
-  const text = JSON.stringify({ ads: [sampleAd("from-redis")] });
-  const store = storeWith({ version: "v-shared", ...sharedDoc(text, "0".repeat(64)), fetchedAt: 1 });
-  const holder = new CatalogHolder();
-  holder.swap(buildSnapshot([], 0));
-  const errors: StoreError[] = [];
-  const fleet = new FleetSync({
-    store,
-    holder,
-    log: silentLogger,
-    now: () => 5,
-    instanceId: "test:1",
-    soloAfter: 2,
-    onStoreError: (e) => errors.push(e),
-  });
+  await writeFile(source, JSON.stringify({ ads }));
+  return source;
+}
+
+/** A store that holds nothing and where another instance holds the lock; `parts` override. */
+function fakeStore(parts: Partial<CatalogStore>): CatalogStore {
+  return {
+    tryLock: async () => null,
+    renew: async () => false,
+    publish: async () => "lost_lock",
+    release: async () => false,
+    readVersion: async () => null,
+    readDoc: async () => null,
+    onVersion: () => () => {},
+    ...parts,
+  };
+}
+
+/** A CatalogSync on `source` whose ticks the FleetSync made of `options` coordinates. */
+function fleetSync(
+  source: string,
+  options: Omit<FleetOptions, "log" | "now" | "instanceId">,
+  builder?: OffThreadBuilder,
+): { fleet: FleetSync; sync: CatalogSync } {
+  const fleet = new FleetSync({ ...options, log: silentLogger, now: () => 5, instanceId: "test:1" });
   const sync = new CatalogSync({
     source,
     refreshMs: 60_000,
     limits: makeConfig().fetch,
     stateDir: null,
-    holder,
+    holder: options.holder,
     log: silentLogger,
     now: () => 5,
     coordinator: fleet,
+    builder: builder ?? null,
   });
   fleet.attach(sync);
+  return { fleet, sync };
+}
+
+test("a stored catalog failing its digest is not served; it counts as a Redis failure, and the instance turns to the source", async () => {
+  const source = await sourceOf([sampleAd("from-source")]);
+  const text = JSON.stringify({ ads: [sampleAd("from-redis")] });
+  const doc = { version: "v-shared", ...sharedDoc(text, "0".repeat(64)), fetchedAt: 1 };
+  let reads = 0;
+  const store = fakeStore({
+    readVersion: async () => doc.version,
+    readDoc: async () => {
+      reads++;
+      return doc;
+    },
+  });
+  const holder = new CatalogHolder();
+  holder.swap(buildSnapshot([], 0));
+  const errors: StoreError[] = [];
+  const { fleet, sync } = fleetSync(source, {
+    store,
+    holder,
+    soloAfter: 2,
+    onStoreError: (e) => errors.push(e),
+  });
 
   const first = await sync.refresh();
   expect(first).toMatchObject({ kind: "failed", failure: "read" });
@@ -82,22 +100,16 @@ test("a stored catalog failing its digest is not served; it counts as a Redis fa
   const second = await sync.refresh();
   expect(second).toMatchObject({ kind: "updated", from: "source", ads: 1 });
   expect(holder.current?.ads.id(0)).toBe("from-source");
-  expect(store.reads).toBe(2);
+  expect(reads).toBe(2);
   fleet.stop();
 });
 
 test("Redis lost its copy while the source is unchanged: the holder reads the source whole and publishes the worker's document", async () => {
-  const dir = await mkdtemp(join(tmpdir(), "adsrv-fleet-"));
-  dirs.push(dir);
-  const source = join(dir, "source.json");
   // Over 1 MiB: built on the worker.
-  await writeFile(
-    source,
-    JSON.stringify({ ads: Array.from({ length: 12_000 }, (_, i) => sampleAd(`ad-${i}`)) }),
-  );
+  const source = await sourceOf(Array.from({ length: 12_000 }, (_, i) => sampleAd(`ad-${i}`)));
   const published: PublishInput[] = [];
   // Redis keeps nothing: every tick finds it empty, as after a restart without persistence.
-  const store: CatalogStore = {
+  const store = fakeStore({
     tryLock: async () => "token",
     renew: async () => true,
     publish: async (input) => {
@@ -105,25 +117,10 @@ test("Redis lost its copy while the source is unchanged: the holder reads the so
       return "published";
     },
     release: async () => true,
-    readVersion: async () => null,
-    readDoc: async () => null,
-    onVersion: () => () => {},
-  };
+  });
   const holder = new CatalogHolder();
   const builder = createOffThreadBuilder();
-  const fleet = new FleetSync({ store, holder, log: silentLogger, now: () => 5, instanceId: "test:1" });
-  const sync = new CatalogSync({
-    source,
-    refreshMs: 60_000,
-    limits: makeConfig().fetch,
-    stateDir: null,
-    holder,
-    log: silentLogger,
-    now: () => 5,
-    coordinator: fleet,
-    builder,
-  });
-  fleet.attach(sync);
+  const { fleet, sync } = fleetSync(source, { store, holder }, builder);
   try {
     expect(await sync.refresh()).toMatchObject({ kind: "updated", ads: 12_000 });
     // The file is unchanged (same size and modification time): still read and built, not serialized.
