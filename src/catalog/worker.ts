@@ -84,12 +84,13 @@ function build(
   const activity = request.serving ? request.activity : null;
   const paced = <T>(steps: Generator<void, T>): T => runPaced(steps, activity);
   const answeredAtStart = activity === null ? 0 : Atomics.load(activity, 0);
-  // The same bytes as the catalog served (a source rewritten unchanged, or changed back):
-  // a hash instead of a build that would end in the same version.
   const digest = typeof source === "string" ? null : paced(digestSteps(source));
+  // A document from Redis whose bytes are not those published: refused before any parsing.
   if (digest !== null && request.expectedDigest !== null && digest !== request.expectedDigest) {
     return { reply: { id: request.id, kind: "mismatch", digest }, transfer: [] };
   }
+  // The same bytes as the catalog served (a source rewritten unchanged, or changed back):
+  // a hash instead of a build that would end in the same version.
   if (digest !== null && digest === request.unchangedDigest) {
     return { reply: { id: request.id, kind: "same", digest }, transfer: [] };
   }

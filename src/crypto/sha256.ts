@@ -1,6 +1,6 @@
 /**
- * SHA-256 as hex, for digests off the hot path: API keys, catalog documents. One native hasher
- * a call (the hot path's HMAC avoids that: hmac.ts).
+ * SHA-256 as hex, for digests off the hot path: the catalog documents the fleet shares. One
+ * native hasher a call (the hot path's HMAC avoids that: hmac.ts).
  * @module
  */
 
