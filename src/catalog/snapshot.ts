@@ -33,7 +33,7 @@ export interface Bucket {
 }
 
 export interface Snapshot {
-  /** Content hash of the accepted catalog (hex SHA-256 prefix of the canonical ads). */
+  /** Content hash of the accepted catalog (hex SHA-256 prefix of its packed ads: `versionSteps`). */
   readonly version: string;
   readonly loadedAt: number;
   readonly ads: AdTable;
@@ -59,46 +59,40 @@ export interface IndexData {
   readonly ranges: Uint32Array;
 }
 
-/** The optional fields in the version hash (empty for plain ads, so their versions are unchanged). */
-function optionalPart(ad: Ad): string {
-  if (
-    ad.frequency_cap === undefined &&
-    ad.frequency_window === undefined &&
-    ad.duration === undefined &&
-    ad.mime_type === undefined &&
-    ad.width === undefined &&
-    ad.height === undefined
-  ) {
-    return "";
-  }
-  return `\t${ad.frequency_cap ?? ""}\t${ad.frequency_window ?? ""}\t${ad.duration ?? ""}\t${ad.mime_type ?? ""}\t${ad.width ?? ""}\t${ad.height ?? ""}`;
-}
-
-/** "0" to "24": validated hours as text without a number-to-string conversion per ad. */
-const HOUR_TEXT: readonly string[] = Array.from({ length: 25 }, (_, h) => String(h));
-
-/** Lines hashed per `update` call: fewer native calls, same bytes. */
-const HASH_BATCH = 256;
-
-export function* versionSteps(ads: readonly Ad[]): Generator<void, string> {
+/**
+ * The version of packed ads: SHA-256 of the columns (the code tables and sizes as JSON, then the
+ * per-ad columns and the text chunks as they are), so two documents with the same valid ads in
+ * the same order share a version. Hashing the columns, not a line of text per ad, takes one pass
+ * over about 110 MB of arrays for 1M ads instead of a million strings built and collected
+ * (docs/performance.md, "Tenth session"). Run on the columns as `packSteps` returns them (texts
+ * as strings), wherever they are built, so every path gives the same version.
+ */
+export function* versionSteps(columns: AdColumns): Generator<void, string> {
   const hasher = new Bun.CryptoHasher("sha256");
-  let batch = "";
-  for (let i = 0; i < ads.length; i++) {
-    const ad = ads[i] as Ad;
-    batch += `${ad.id}\t${ad.video_url}\t${ad.country}\t${ad.lang}\t${HOUR_TEXT[ad.start_hour]}\t${HOUR_TEXT[ad.end_hour]}${optionalPart(ad)}\n`;
-    if (i % HASH_BATCH === HASH_BATCH - 1) {
-      hasher.update(batch);
-      batch = "";
-      yield;
-    }
+  const { count, countries, langs, mimes, texts, extra } = columns;
+  hasher.update(
+    JSON.stringify({
+      count,
+      countries,
+      langs,
+      mimes,
+      texts: texts.map((t) => t.length),
+      extra: extra !== null,
+    }),
+  );
+  for (const column of [columns.country, columns.lang, columns.hours, columns.pos, extra]) {
+    if (column !== null) hasher.update(column);
   }
-  if (batch !== "") hasher.update(batch);
+  for (const text of texts) {
+    hasher.update(text);
+    yield;
+  }
   return hasher.digest("hex").slice(0, 16);
 }
 
 /** Hash of the canonical ads: two documents with the same valid ads share a version. */
 export function catalogVersion(ads: readonly Ad[]): string {
-  return runSync(versionSteps(ads));
+  return runSync(versionSteps(runSync(packSteps(ads))));
 }
 
 /** Ads indexed per step (between two possible pauses of a chunked build). */
@@ -253,8 +247,7 @@ export function bucketAds(bucket: Bucket): number[] {
   return [...seen].sort((a, b) => a - b);
 }
 
-function* snapshotSteps(ads: readonly Ad[], version: string, loadedAt: number): Generator<void, Snapshot> {
-  const columns = yield* packSteps(ads);
+function* snapshotSteps(columns: AdColumns, version: string, loadedAt: number): Generator<void, Snapshot> {
   const data = yield* indexSteps(columns);
   return snapshotOf(new AdTable(columns), data, version, loadedAt);
 }
@@ -264,29 +257,31 @@ function* snapshotSteps(ads: readonly Ad[], version: string, loadedAt: number): 
  * hours share one list, so memory follows the number of distinct hour patterns, not ads × 24.
  */
 export function buildSnapshot(ads: readonly Ad[], loadedAt: number): Snapshot {
-  return runSync(snapshotSteps(ads, catalogVersion(ads), loadedAt));
+  const columns = runSync(packSteps(ads));
+  return runSync(snapshotSteps(columns, runSync(versionSteps(columns)), loadedAt));
 }
 
 /**
- * The version of `ads`, and a function that builds their snapshot; both run in slices of about
- * `sliceMs`, awaiting `pause()` between slices, so a server keeps answering while a big catalog
- * is indexed. The caller can compare the version with the live one before paying for the index.
+ * The packed ads and their version, in slices of about `sliceMs`, awaiting `pause()` between
+ * slices, so a server keeps answering while a big catalog is packed and hashed. The caller can
+ * compare the version with the live one before paying for the index (`buildSnapshotChunked`).
  */
 export async function versionChunked(
   ads: readonly Ad[],
   pause: () => Promise<void>,
   sliceMs = 4,
-): Promise<string> {
-  return runChunked(versionSteps(ads), pause, sliceMs);
+): Promise<{ readonly columns: AdColumns; readonly version: string }> {
+  const columns = await runChunked(packSteps(ads), pause, sliceMs);
+  return { columns, version: await runChunked(versionSteps(columns), pause, sliceMs) };
 }
 
-/** `buildSnapshot` in slices (see `versionChunked`), for a version computed beforehand. */
+/** `buildSnapshot` in slices (see `versionChunked`), for columns packed and hashed beforehand. */
 export function buildSnapshotChunked(
-  ads: readonly Ad[],
+  columns: AdColumns,
   version: string,
   loadedAt: number,
   pause: () => Promise<void>,
   sliceMs = 4,
 ): Promise<Snapshot> {
-  return runChunked(snapshotSteps(ads, version, loadedAt), pause, sliceMs);
+  return runChunked(snapshotSteps(columns, version, loadedAt), pause, sliceMs);
 }

@@ -128,12 +128,13 @@ function build(
       transfer: [],
     };
   }
-  // The document and the parse's garbage can go before the ads are hashed and packed.
+  // The document and the parse's garbage can go before the ads are packed.
   collect();
-  const version = paced(versionSteps(result.ads));
-  collect(); // the hashed lines
   const ads = result.ads.length;
-  const columns = textsAsBytes(paced(packSteps(result.ads)));
+  const packed = paced(packSteps(result.ads));
+  // Hashed as packed (texts as strings), as a build on the serving thread hashes them.
+  const version = paced(versionSteps(packed));
+  const columns = textsAsBytes(packed);
   const index = paced(indexSteps(columns));
   const canonical = request.canonical ? new TextEncoder().encode(JSON.stringify({ ads: result.ads })) : null;
   const canonicalDigest =

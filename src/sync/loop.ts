@@ -436,9 +436,9 @@ export class CatalogSync {
     let snapshot: Snapshot;
     if (chunked) {
       // Version first: an unchanged catalog costs no index.
-      const version = await versionChunked(result.ads, this.pause, SLICE_MS);
+      const { columns, version } = await versionChunked(result.ads, this.pause, SLICE_MS);
       if (holder.current?.version === version) return { kind: "unchanged" };
-      snapshot = await buildSnapshotChunked(result.ads, version, now(), this.pause, SLICE_MS);
+      snapshot = await buildSnapshotChunked(columns, version, now(), this.pause, SLICE_MS);
       if (holder.current?.version === snapshot.version) return { kind: "unchanged" };
     } else {
       snapshot = buildSnapshot(result.ads, now());

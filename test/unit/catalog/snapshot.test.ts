@@ -140,6 +140,33 @@ test("catalogVersion depends on content only", () => {
   expect(buildSnapshot(a, 1).version).toBe(catalogVersion(a));
 });
 
+test("catalogVersion changes with every field, the order and the split between id and URL", () => {
+  const base: Ad[] = Array.from({ length: 1_200 }, (_, i) => ad(`ad-${i}`, "us", "eng", i % 24, 24));
+  const version = catalogVersion(base);
+  const changed = (i: number, change: Partial<Ad>): string =>
+    catalogVersion(base.map((x, j) => (j === i ? { ...x, ...change } : x)));
+  // Ads 0, 511/512 (either side of a text chunk's end) and the last one.
+  for (const i of [0, 511, 512, 1_199]) {
+    const x = base[i] as Ad;
+    const variants: Partial<Ad>[] = [
+      { id: `${x.id}x` },
+      { video_url: `${x.video_url}x` },
+      // The same text, split elsewhere between the id and the URL.
+      { id: `${x.id}h`, video_url: x.video_url.slice(1) },
+      { country: "fr" },
+      { lang: "fra" },
+      { start_hour: (x.start_hour + 1) % 24 },
+      { end_hour: 23 },
+      { frequency_cap: 3 },
+      { duration: 15 },
+    ];
+    for (const v of variants) expect(changed(i, v)).not.toBe(version);
+  }
+  expect(catalogVersion([...base].reverse())).not.toBe(version);
+  expect(catalogVersion(base.slice(0, -1))).not.toBe(version);
+  expect(catalogVersion(base.map((x) => ({ ...x })))).toBe(version);
+});
+
 describe("in slices", () => {
   const many: Ad[] = Array.from({ length: 3_000 }, (_, i) =>
     ad(`ad-${i}`, ["us", "fr", "de"][i % 3] as string, ["eng", "fra"][i % 2] as string, i % 24, (i * 7) % 25),
@@ -154,11 +181,11 @@ describe("in slices", () => {
   test("versionChunked and buildSnapshotChunked give what the one-go functions give, pausing between slices", async () => {
     const v = counting();
     // A slice of 0 ms: a pause after every step.
-    const version = await versionChunked(many, v.pause, 0);
+    const { columns, version } = await versionChunked(many, v.pause, 0);
     expect(version).toBe(catalogVersion(many));
     expect(v.state.pauses).toBeGreaterThan(5);
     const b = counting();
-    const sliced = await buildSnapshotChunked(many, version, 7, b.pause, 0);
+    const sliced = await buildSnapshotChunked(columns, version, 7, b.pause, 0);
     expect(b.state.pauses).toBeGreaterThan(5);
     const whole = buildSnapshot(many, 7);
     expect(sliced.version).toBe(whole.version);
