@@ -48,6 +48,9 @@ class Memo {
   readonly countries = new Map<string, string | null>();
   readonly langs = new Map<string, string | null>();
   readonly authorities = new Map<string, boolean>();
+  /** The authority last looked up, and its answer: a catalog's URLs mostly share a few hosts. */
+  lastAuthority = "";
+  lastAnswer = false;
 }
 
 function memo<V>(table: Map<string, V>, key: string, compute: (key: string) => V): V {
@@ -78,6 +81,12 @@ function parsesAsHttpUrl(raw: string): boolean {
 function isHttpUrl(raw: string, memoTable: Memo | null): boolean {
   if (raw.length > MAX_URL || !HTTP_URL.test(raw)) return false;
   if (memoTable === null) return parsesAsHttpUrl(raw);
+  // The same authority as the last URL: `raw` starts with it and a delimiter (or the end) follows.
+  const last = memoTable.lastAuthority;
+  if (last !== "" && raw.startsWith(last)) {
+    const c = raw.charCodeAt(last.length);
+    if (Number.isNaN(c) || c === 0x2f || c === 0x5c || c === 0x3f || c === 0x23) return memoTable.lastAnswer;
+  }
   const from = raw.indexOf("//") + 2;
   const first = raw.charCodeAt(from);
   if (first === 0x2f || first === 0x5c) return parsesAsHttpUrl(raw);
@@ -87,10 +96,13 @@ function isHttpUrl(raw: string, memoTable: Memo | null): boolean {
     if (c === 0x2f || c === 0x5c || c === 0x3f || c === 0x23) break;
   }
   const authority = raw.slice(0, end);
-  const hit = memoTable.authorities.get(authority);
-  if (hit !== undefined) return hit;
-  const ok = parsesAsHttpUrl(raw);
-  if (memoTable.authorities.size < MEMO_MAX) memoTable.authorities.set(authority, ok);
+  let ok = memoTable.authorities.get(authority);
+  if (ok === undefined) {
+    ok = parsesAsHttpUrl(raw);
+    if (memoTable.authorities.size < MEMO_MAX) memoTable.authorities.set(authority, ok);
+  }
+  memoTable.lastAuthority = authority;
+  memoTable.lastAnswer = ok;
   return ok;
 }
 

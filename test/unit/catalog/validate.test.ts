@@ -161,6 +161,44 @@ describe("validateCatalog", () => {
   });
 });
 
+describe("video_url verdicts in a catalog (memoized by authority)", () => {
+  /** URLs from a few pieces, so that authorities repeat, extend one another and end in every delimiter. */
+  const url = fc
+    .tuple(
+      fc.constantFrom("https://", "http://", "HTTP://", "https:", "ftp://"),
+      fc.constantFrom(
+        "",
+        "cdn.example",
+        "cdn.example.com",
+        "cdn.example.com:8080",
+        "u@cdn.example",
+        "[::1]",
+        "/",
+        "\\",
+        "a b",
+      ),
+      fc.constantFrom("", ".com", ":99999", ":80", "-x"),
+      fc.constantFrom("", "/", "/v.mp4", "?q=1", "#f", "\\v", "/a b"),
+    )
+    .map((parts) => parts.join(""));
+
+  test("property: each entry's verdict is the one it gets alone", () => {
+    const invalidAlone = (u: string): boolean => {
+      const alone = validateCatalog({ ads: [good("ok"), good("x", { video_url: u })] });
+      return alone.ok && alone.issues.some((i) => i.code === "invalid_video_url");
+    };
+    fc.assert(
+      fc.property(fc.array(url, { minLength: 1, maxLength: 40 }), (urls) => {
+        const result = validateCatalog({ ads: urls.map((u, i) => good(`ad-${i}`, { video_url: u })) });
+        const invalid = new Set(result.ok ? [] : urls.map((_, i) => i));
+        for (const issue of result.issues) if (issue.code === "invalid_video_url") invalid.add(issue.index);
+        urls.forEach((u, i) => expect([u, invalid.has(i)]).toEqual([u, invalidAlone(u)]));
+      }),
+      fuzz(300),
+    );
+  });
+});
+
 describe("parseCatalogChunked", () => {
   const entry = (i: number) => ({
     id: `ad-${i}`,
