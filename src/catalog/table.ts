@@ -64,9 +64,12 @@ const SURROGATE = /[\ud800-\udfff]/;
  * lone surrogate), for posting with the bytes' buffers transferred: strings would be copied.
  */
 export function textsAsBytes(columns: AdColumns): AdColumns {
-  const texts = columns.texts.map((t) =>
-    typeof t === "string" && !SURROGATE.test(t) ? ENCODER.encode(t) : t,
-  );
+  const texts = columns.texts.map((t) => {
+    if (typeof t !== "string") return t;
+    const bytes = ENCODER.encode(t);
+    // As many bytes as code units: all ASCII (the usual case, and no scan for surrogates).
+    return bytes.length === t.length || !SURROGATE.test(t) ? bytes : t;
+  });
   return { ...columns, texts };
 }
 
