@@ -192,7 +192,7 @@ describe("video_url verdicts in a catalog (memoized by authority)", () => {
         const result = validateCatalog({ ads: urls.map((u, i) => good(`ad-${i}`, { video_url: u })) });
         const invalid = new Set(result.ok ? [] : urls.map((_, i) => i));
         for (const issue of result.issues) if (issue.code === "invalid_video_url") invalid.add(issue.index);
-        urls.forEach((u, i) => expect([u, invalid.has(i)]).toEqual([u, invalidAlone(u)]));
+        expect(urls.map((u, i) => [u, invalid.has(i)])).toEqual(urls.map((u) => [u, invalidAlone(u)]));
       }),
       fuzz(300),
     );
