@@ -101,8 +101,11 @@ function isHttpUrl(raw: string, memoTable: Memo | null): boolean {
     ok = parsesAsHttpUrl(raw);
     if (memoTable.authorities.size < MEMO_MAX) memoTable.authorities.set(authority, ok);
   }
-  memoTable.lastAuthority = authority;
-  memoTable.lastAnswer = ok;
+  // Not an empty authority: a URL that starts with `https://` and then a slash is not memoized.
+  if (end > from) {
+    memoTable.lastAuthority = authority;
+    memoTable.lastAnswer = ok;
+  }
   return ok;
 }
 
@@ -213,27 +216,95 @@ function readableId(raw: unknown): string | null {
 /** Entries yield to the caller (see `runChunked`) every this many. */
 const STEP = 128;
 
+const DUPLICATE_MESSAGE = "id already used by an earlier entry";
+
+/** FNV-1a over the UTF-16 code units of `s`. */
+function hashId(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** Buckets of the duplicate search: 2^12 by the hash's top bits (a few hundred ads each for 1M). */
+const BUCKET_BITS = 12;
+/** The hash bits left below the bucket's, in a sort key `low hash bits · 2^k + position`. */
+const LOW_BITS = 32 - BUCKET_BITS;
+const LOW_MASK = (1 << LOW_BITS) - 1;
+
+/**
+ * The positions in `ads` of the ads whose id an earlier ad has, ascending. Instead of a set of a
+ * million ids (about 230 ns an ad here, most of a catalog's validation after the parse), the
+ * ads are hashed, spread into buckets by the hash's top bits, each bucket sorted by the rest of
+ * the hash and the position, and only equal hashes compare their ids: about 60 ns an ad
+ * (docs/performance.md, "Tenth session"). A bucket of equal hashes (even a crafted one) costs
+ * a set of its own ids, so the work stays linear.
+ */
+function* duplicateSteps(ads: readonly Ad[]): Generator<void, number[]> {
+  const n = ads.length;
+  const hashes = new Uint32Array(n);
+  const starts = new Uint32Array((1 << BUCKET_BITS) + 1);
+  for (let i = 0; i < n; i++) {
+    const h = hashId((ads[i] as Ad).id);
+    hashes[i] = h;
+    starts[(h >>> LOW_BITS) + 1] = (starts[(h >>> LOW_BITS) + 1] as number) + 1;
+    if (i % (8 * STEP) === 8 * STEP - 1) yield;
+  }
+  for (let b = 1; b < starts.length; b++) starts[b] = (starts[b] as number) + (starts[b - 1] as number);
+  // Keys `low bits · 2^k + position` (exact in a double below 2^53: k ≤ 33), bucket by bucket.
+  const scale = 2 ** Math.max(1, Math.ceil(Math.log2(n + 1)));
+  const keys = new Float64Array(n);
+  const fill = starts.slice(0, -1);
+  for (let i = 0; i < n; i++) {
+    const h = hashes[i] as number;
+    const b = h >>> LOW_BITS;
+    const at = fill[b] as number;
+    keys[at] = (h & LOW_MASK) * scale + i;
+    fill[b] = at + 1;
+    if (i % (8 * STEP) === 8 * STEP - 1) yield;
+  }
+  const duplicates: number[] = [];
+  for (let b = 0; b + 1 < starts.length; b++) {
+    const from = starts[b] as number;
+    const to = starts[b + 1] as number;
+    if (to - from < 2) continue;
+    const bucket = keys.subarray(from, to).sort();
+    // Runs of one hash, positions ascending: the first ad of each id stays.
+    for (let r = 0; r < bucket.length; ) {
+      const low = Math.floor((bucket[r] as number) / scale);
+      let e = r + 1;
+      while (e < bucket.length && Math.floor((bucket[e] as number) / scale) === low) e++;
+      if (e - r > 1) {
+        const ids = new Set<string>();
+        for (let j = r; j < e; j++) {
+          const at = (bucket[j] as number) - low * scale;
+          const id = (ads[at] as Ad).id;
+          if (ids.has(id)) duplicates.push(at);
+          else ids.add(id);
+        }
+      }
+      r = e;
+    }
+    if (b % 64 === 63) yield;
+  }
+  return duplicates.sort((a, b) => a - b);
+}
+
 /** Accumulates the valid ads and the issues of one document, entry by entry. */
 class Collector {
-  readonly ads: Ad[] = [];
-  readonly issues: Issue[] = [];
-  private readonly seen = new Set<string>();
+  ads: Ad[] = [];
+  issues: Issue[] = [];
+  /** The entry index of each of `ads`. */
+  private readonly entries: number[] = [];
   readonly memo = new Memo();
 
-  /** One entry as a parsed JSON value. */
+  /** One entry as a parsed JSON value (duplicate ids are found at the end: `resultSteps`). */
   entry(index: number, raw: unknown): void {
     try {
-      this.accept(validateEntry(raw, this.memo));
+      this.ads.push(validateEntry(raw, this.memo));
+      this.entries.push(index);
     } catch (error) {
       this.issue(error, index, readableId(raw));
     }
-  }
-
-  private accept(ad: Ad): void {
-    if (this.seen.has(ad.id))
-      throw new EntryError("duplicate_id", "id", "id already used by an earlier entry");
-    this.seen.add(ad.id);
-    this.ads.push(ad);
   }
 
   private issue(error: unknown, index: number, id: string | null): void {
@@ -241,7 +312,43 @@ class Collector {
     this.issues.push({ index, id, code: error.code, field: error.field, message: error.message });
   }
 
-  result(count: number): ValidationResult {
+  /** Drops the ads whose id an earlier valid ad has, each with an issue, in entry order. */
+  private *dropDuplicates(): Generator<void, void> {
+    const duplicates = yield* duplicateSteps(this.ads);
+    if (duplicates.length === 0) return;
+    const ads: Ad[] = [];
+    const found: Issue[] = [];
+    let next = 0;
+    for (let i = 0; i < this.ads.length; i++) {
+      const ad = this.ads[i] as Ad;
+      if (duplicates[next] !== i) ads.push(ad);
+      else {
+        next++;
+        const index = this.entries[i] as number;
+        found.push({ index, id: ad.id, code: "duplicate_id", field: "id", message: DUPLICATE_MESSAGE });
+      }
+    }
+    // Both lists are in entry order: merged.
+    const issues: Issue[] = [];
+    let a = 0;
+    let d = 0;
+    while (a < this.issues.length || d < found.length) {
+      const x = this.issues[a];
+      const y = found[d];
+      if (y === undefined || (x !== undefined && x.index < y.index)) {
+        issues.push(x as Issue);
+        a++;
+      } else {
+        issues.push(y);
+        d++;
+      }
+    }
+    this.ads = ads;
+    this.issues = issues;
+  }
+
+  *resultSteps(count: number): Generator<void, ValidationResult> {
+    yield* this.dropDuplicates();
     if (count > 0 && this.ads.length === 0) {
       return {
         ok: false,
@@ -272,7 +379,7 @@ function* validateSteps(doc: unknown): Generator<void, ValidationResult> {
     collector.entry(index, list[index]);
     if (index % STEP === STEP - 1) yield;
   }
-  return collector.result(list.length);
+  return yield* collector.resultSteps(list.length);
 }
 
 /** Validates a parsed catalog document. */
@@ -343,7 +450,7 @@ function* piecewiseSteps(text: string, start: number, end: number): Generator<vo
   let from = start;
   let p = start;
   while (p < end && isWs(text.charCodeAt(p))) p++;
-  if (p === end) return collector.result(0); // an empty list
+  if (p === end) return yield* collector.resultSteps(0); // an empty list
   while (from < end) {
     const [stop, next] = cut(text, from, end);
     let piece: unknown;
@@ -360,7 +467,7 @@ function* piecewiseSteps(text: string, start: number, end: number): Generator<vo
     }
     from = next;
   }
-  return collector.result(index);
+  return yield* collector.resultSteps(index);
 }
 
 export function* parseSteps(text: string): Generator<void, ValidationResult> {

@@ -100,6 +100,66 @@ describe("validateCatalog", () => {
     ]);
   });
 
+  test("property: duplicates and other issues are those of a one-set reference, in entry order", () => {
+    /** The rule, entry by entry: the first valid entry of an id stays, later valid ones are issues. */
+    const reference = (entries: readonly Record<string, unknown>[]) => {
+      const seen = new Set<string>();
+      const kept: string[] = [];
+      const issues: (number | string)[][] = [];
+      entries.forEach((e, index) => {
+        if (e.country === "zz") issues.push([index, "unknown_country"]);
+        else if (seen.has(e.id as string)) issues.push([index, "duplicate_id"]);
+        else {
+          seen.add(e.id as string);
+          kept.push(`${e.id}@${index}`);
+        }
+      });
+      return { kept, issues };
+    };
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.stringMatching(/^[a-e]{1,3}$/), fc.boolean()), { maxLength: 200 }),
+        (pairs) => {
+          const entries = pairs.map(([id, bad], index) =>
+            good(id, { country: bad ? "zz" : "us", duration: index + 1 }),
+          );
+          const result = validateCatalog({ ads: entries });
+          const want = reference(entries);
+          const issues: (number | string)[][] = result.issues.map((i) => [i.index, i.code]);
+          expect(issues).toEqual(want.issues);
+          if (!result.ok) expect(want.kept).toEqual([]);
+          else expect(result.ads.map((a) => `${a.id}@${(a.duration as number) - 1}`)).toEqual(want.kept);
+        },
+      ),
+      fuzz(300),
+    );
+  });
+
+  test("ids of equal hash are told apart: only the same id is a duplicate", () => {
+    // Pairs with the same 32-bit FNV-1a hash (the duplicate search's), found by a brute-force
+    // search over `ad-<n>`.
+    const colliding = [
+      ["ad-869268", "ad-1184856"],
+      ["ad-869269", "ad-1184857"],
+    ];
+    const ids = [...colliding.flat(), "ad-869268", "ad-1184857", "other"];
+    const result = validateCatalog({ ads: ids.map((id) => good(id)) });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.ads.map((a) => a.id)).toEqual([...colliding.flat(), "other"]);
+    expect(result.issues.map((i) => [i.index, i.id, i.code])).toEqual([
+      [4, "ad-869268", "duplicate_id"],
+      [5, "ad-1184857", "duplicate_id"],
+    ]);
+  });
+
+  test("200,000 distinct ids: none is a duplicate", () => {
+    const ads = Array.from({ length: 200_000 }, (_, i) => good(`ad-${i.toString(36)}`));
+    const result = validateCatalog({ ads });
+    expect(result.issues).toEqual([]);
+    expect(result.ok && result.ads.length).toBe(200_000);
+  });
+
   test.each([
     ["an array", [good("a")], "wrong_shape"],
     ["null", null, "wrong_shape"],
