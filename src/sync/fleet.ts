@@ -3,7 +3,8 @@
  *
  * Each tick (every refresh interval):
  *   1. version check: a stored version that differs from the one served is loaded from Redis
- *      (catches a missed pub/sub message);
+ *      (catches a missed pub/sub message), unless it proved to hold the catalog served (an
+ *      older release's version of it);
  *   2. the instance that takes the lock fetches the source and validates it, then publishes the
  *      canonical validated catalog under its content hash (one fenced script: a stale lock
  *      holder cannot overwrite) and applies it itself. The lock is a lease of just under one
@@ -16,6 +17,8 @@
  * and keeps doing so until Redis answers again; then it rejoins the shared catalog.
  * @module
  */
+
+import type { Snapshot } from "../catalog/snapshot.ts";
 import type { CatalogStore } from "../store/catalog.ts";
 import { StoreError } from "../store/redis.ts";
 import type { Logger } from "../telemetry/log.ts";
@@ -40,6 +43,12 @@ export class FleetSync {
   private solo = false;
   private unsubscribe: (() => void) | null = null;
   private loading: Promise<SyncOutcome> | null = null;
+  /**
+   * A stored version whose document turned out to be the catalog served under another version
+   * (published by a release that computes versions differently, during a rolling upgrade): not
+   * loaded again while that snapshot is served, or every tick would read and hash it again.
+   */
+  private alias: { readonly snapshot: Snapshot; readonly version: string } | null = null;
 
   constructor(private readonly options: FleetOptions) {}
 
@@ -47,7 +56,7 @@ export class FleetSync {
   attach(sync: CatalogSync): void {
     this.sync = sync;
     this.unsubscribe = this.options.store.onVersion((version) => {
-      if (version !== this.options.holder.current?.version) void this.loadShared().catch(() => {});
+      if (!this.serves(version)) void this.loadShared().catch(() => {});
     });
   }
 
@@ -60,8 +69,7 @@ export class FleetSync {
     const sync = this.bound();
     try {
       const stored = await this.options.store.readVersion();
-      const shared =
-        stored !== null && stored !== this.options.holder.current?.version ? await this.loadShared() : null;
+      const shared = stored !== null && !this.serves(stored) ? await this.loadShared() : null;
       const outcome = await this.fetchIfLockHolder(stored);
       if (this.solo) this.options.log.info("Redis answers again; rejoining the shared catalog");
       this.failures = 0;
@@ -87,6 +95,15 @@ export class FleetSync {
     }
   }
 
+  /** Whether the catalog served is the one stored as `version` (its own, or an alias). */
+  private serves(version: string): boolean {
+    const current = this.options.holder.current;
+    if (current === null) return false;
+    return (
+      version === current.version || (this.alias?.snapshot === current && this.alias.version === version)
+    );
+  }
+
   private bound(): CatalogSync {
     if (this.sync === null) throw new Error("FleetSync used before attach()");
     return this.sync;
@@ -100,6 +117,9 @@ export class FleetSync {
         if (doc === null || doc.version === this.options.holder.current?.version)
           return { kind: "unchanged" } as const;
         const outcome = await this.bound().applyShared(doc);
+        const served = this.options.holder.current;
+        if (outcome.kind === "unchanged" && served !== null && served.version !== doc.version)
+          this.alias = { snapshot: served, version: doc.version };
         // A stored copy that fails its digest is Redis failing, as an undecodable one is: the
         // tick counts it, and reads the source itself (solo) as it would when Redis is down.
         if (outcome.kind === "failed" && outcome.failure === "digest")

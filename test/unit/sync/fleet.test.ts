@@ -1,7 +1,8 @@
 /**
  * FleetSync (src/sync/fleet.ts) with a fake store: a stored catalog that fails its digest is
  * refused and counted as a Redis failure; when Redis has lost its copy, the lock holder publishes
- * the worker's document, not the served catalog serialized on the serving thread.
+ * the worker's document, not the served catalog serialized on the serving thread; a stored
+ * version that holds the served catalog under another version is not read again every tick.
  */
 import { afterEach, expect, test } from "bun:test";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -9,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createOffThreadBuilder, type OffThreadBuilder } from "../../../src/catalog/offthread.ts";
 import { buildSnapshot } from "../../../src/catalog/snapshot.ts";
+import { validateCatalog } from "../../../src/catalog/validate.ts";
 import { makeConfig } from "../../../src/config.ts";
 import { sha256Hex } from "../../../src/crypto/sha256.ts";
 import type { CatalogStore, PublishInput } from "../../../src/store/catalog.ts";
@@ -134,5 +136,39 @@ test("Redis lost its copy while the source is unchanged: the holder reads the so
   } finally {
     fleet.stop();
     builder.close();
+  }
+});
+
+test("a stored version holding the catalog served under another version (another release's hash) is read once, not every tick", async () => {
+  const ads = [sampleAd("a"), sampleAd("b")];
+  const source = await sourceOf(ads);
+  let stored = { version: "from-an-older-release", ...sharedDoc(JSON.stringify({ ads })), fetchedAt: 1 };
+  let reads = 0;
+  const store = fakeStore({
+    readVersion: async () => stored.version,
+    readDoc: async () => {
+      reads++;
+      return stored;
+    },
+  });
+  const holder = new CatalogHolder();
+  const valid = validateCatalog({ ads });
+  if (!valid.ok) throw new Error("sample ads invalid");
+  holder.swap(buildSnapshot(valid.ads, 0));
+  const served = holder.current;
+  const { fleet, sync } = fleetSync(source, { store, holder });
+  try {
+    expect(await sync.refresh()).toMatchObject({ kind: "unchanged" });
+    expect(await sync.refresh()).toMatchObject({ kind: "unchanged" });
+    expect(reads).toBe(1);
+    expect(holder.current).toBe(served);
+    // Another catalog stored: loaded.
+    const next = [sampleAd("c")];
+    stored = { version: "next", ...sharedDoc(JSON.stringify({ ads: next })), fetchedAt: 2 };
+    expect(await sync.refresh()).toMatchObject({ kind: "updated", from: "redis", ads: 1 });
+    expect(reads).toBe(2);
+    expect(holder.current?.ads.id(0)).toBe("c");
+  } finally {
+    fleet.stop();
   }
 });
