@@ -405,57 +405,101 @@ function isWs(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
 
+/**
+ * The document as the piecewise parse reads it: a string, or its UTF-8 bytes (pieces decoded one
+ * at a time, so no string of the whole document is made). Every character the parse looks for
+ * is ASCII, and in UTF-8 an ASCII byte is always that character (never part of another one, and
+ * the decoder turns bad sequences into U+FFFD without taking the ASCII byte after them), so cuts
+ * found in the bytes are cuts of the decoded text.
+ */
+interface Text {
+  readonly length: number;
+  /** The code unit (string) or byte at `i`; NaN or undefined past the end. */
+  code(i: number): number | undefined;
+  /** Where the ASCII character `c` next occurs from `from`, or -1. */
+  find(c: number, from: number): number;
+  /** The text of `[from, to)` as a string. */
+  piece(from: number, to: number): string;
+}
+
+function stringText(text: string): Text {
+  return {
+    length: text.length,
+    code: (i) => text.charCodeAt(i),
+    find: (c, from) => text.indexOf(String.fromCharCode(c), from),
+    piece: (from, to) => text.slice(from, to),
+  };
+}
+
+/** Keeps a U+FEFF inside a piece (none can start one: a piece starts at `{`). */
+const PIECE_DECODER = new TextDecoder("utf-8", { ignoreBOM: true });
+
+function bytesText(bytes: Uint8Array): Text {
+  return {
+    length: bytes.length,
+    code: (i) => bytes[i],
+    find: (c, from) => bytes.indexOf(c, from),
+    piece: (from, to) => PIECE_DECODER.decode(bytes.subarray(from, to)),
+  };
+}
+
+function isWsAt(text: Text, i: number): boolean {
+  const c = text.code(i);
+  return c !== undefined && isWs(c);
+}
+
+const ADS_KEY = [0x22, 0x61, 0x64, 0x73, 0x22]; // "ads"
+
 /** The list's bounds `[open bracket + 1, close bracket)` for the plain shape, else null. */
-function listBounds(text: string): readonly [number, number] | null {
-  if (text.indexOf("\\") >= 0) return null;
-  let p = 0;
-  while (isWs(text.charCodeAt(p))) p++;
-  if (text.charCodeAt(p++) !== 0x7b) return null;
-  while (isWs(text.charCodeAt(p))) p++;
-  if (!text.startsWith('"ads"', p)) return null;
-  p += 5;
-  while (isWs(text.charCodeAt(p))) p++;
-  if (text.charCodeAt(p++) !== 0x3a) return null;
-  while (isWs(text.charCodeAt(p))) p++;
-  if (text.charCodeAt(p++) !== 0x5b) return null;
+function listBounds(text: Text, start: number): readonly [number, number] | null {
+  if (text.find(0x5c, start) >= 0) return null;
+  let p = start;
+  while (isWsAt(text, p)) p++;
+  if (text.code(p++) !== 0x7b) return null;
+  while (isWsAt(text, p)) p++;
+  for (const c of ADS_KEY) if (text.code(p++) !== c) return null;
+  while (isWsAt(text, p)) p++;
+  if (text.code(p++) !== 0x3a) return null;
+  while (isWsAt(text, p)) p++;
+  if (text.code(p++) !== 0x5b) return null;
   let q = text.length - 1;
-  while (q > p && isWs(text.charCodeAt(q))) q--;
-  if (text.charCodeAt(q--) !== 0x7d) return null;
-  while (q > p && isWs(text.charCodeAt(q))) q--;
-  if (q < p || text.charCodeAt(q) !== 0x5d) return null;
+  while (q > p && isWsAt(text, q)) q--;
+  if (text.code(q--) !== 0x7d) return null;
+  while (q > p && isWsAt(text, q)) q--;
+  if (q < p || text.code(q) !== 0x5d) return null;
   return [p, q];
 }
 
 /** Where the piece starting at `from` ends (just after an entry's `}`), and where the next starts. */
-function cut(text: string, from: number, end: number): readonly [number, number] {
+function cut(text: Text, from: number, end: number): readonly [number, number] {
   let k = from + PIECE;
   while (k < end) {
-    k = text.indexOf("}", k);
+    k = text.find(0x7d, k);
     if (k < 0 || k >= end) break;
     let p = k + 1;
-    while (isWs(text.charCodeAt(p))) p++;
-    if (text.charCodeAt(p) === 0x2c) {
+    while (isWsAt(text, p)) p++;
+    if (text.code(p) === 0x2c) {
       p++;
-      while (isWs(text.charCodeAt(p))) p++;
-      if (text.charCodeAt(p) === 0x7b) return [k + 1, p];
+      while (isWsAt(text, p)) p++;
+      if (text.code(p) === 0x7b) return [k + 1, p];
     }
     k++;
   }
   return [end, end];
 }
 
-function* piecewiseSteps(text: string, start: number, end: number): Generator<void, ValidationResult | null> {
+function* piecewiseSteps(text: Text, start: number, end: number): Generator<void, ValidationResult | null> {
   const collector = new Collector();
   let index = 0;
   let from = start;
   let p = start;
-  while (p < end && isWs(text.charCodeAt(p))) p++;
+  while (p < end && isWsAt(text, p)) p++;
   if (p === end) return yield* collector.resultSteps(0); // an empty list
   while (from < end) {
     const [stop, next] = cut(text, from, end);
     let piece: unknown;
     try {
-      piece = JSON.parse(`[${text.slice(from, stop)}]`);
+      piece = JSON.parse(`[${text.piece(from, stop)}]`);
     } catch {
       return null;
     }
@@ -470,12 +514,8 @@ function* piecewiseSteps(text: string, start: number, end: number): Generator<vo
   return yield* collector.resultSteps(index);
 }
 
-export function* parseSteps(text: string): Generator<void, ValidationResult> {
-  const bounds = listBounds(text);
-  if (bounds !== null) {
-    const result = yield* piecewiseSteps(text, bounds[0], bounds[1]);
-    if (result !== null) return result;
-  }
+/** The general path: the whole text through `JSON.parse`, then validation. */
+function* wholeSteps(text: string): Generator<void, ValidationResult> {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -491,9 +531,40 @@ export function* parseSteps(text: string): Generator<void, ValidationResult> {
   return yield* validateSteps(doc);
 }
 
+export function* parseSteps(text: string): Generator<void, ValidationResult> {
+  const source = stringText(text);
+  const bounds = listBounds(source, 0);
+  if (bounds !== null) {
+    const result = yield* piecewiseSteps(source, bounds[0], bounds[1]);
+    if (result !== null) return result;
+  }
+  return yield* wholeSteps(text);
+}
+
+/**
+ * `parseSteps` of the UTF-8 text `bytes` (a leading byte order mark dropped, as `TextDecoder`
+ * does): the same result, but the plain shape is cut and decoded piece by piece, so the whole
+ * document never becomes one string (1M ads: 144 MiB that the collector then has to free).
+ */
+export function* parseBytesSteps(bytes: Uint8Array): Generator<void, ValidationResult> {
+  const bom = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
+  const source = bytesText(bytes);
+  const bounds = listBounds(source, bom);
+  if (bounds !== null) {
+    const result = yield* piecewiseSteps(source, bounds[0], bounds[1]);
+    if (result !== null) return result;
+  }
+  return yield* wholeSteps(new TextDecoder().decode(bytes));
+}
+
 /** Parses JSON text and validates it. */
 export function parseCatalog(text: string): ValidationResult {
   return runSync(parseSteps(text));
+}
+
+/** `parseCatalog` of UTF-8 bytes (see `parseBytesSteps`). */
+export function parseCatalogBytes(bytes: Uint8Array): ValidationResult {
+  return runSync(parseBytesSteps(bytes));
 }
 
 /**

@@ -1,7 +1,12 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
 import fc from "fast-check";
 import sample from "../../../src/catalog/sample-catalog.json";
-import { parseCatalog, parseCatalogChunked, validateCatalog } from "../../../src/catalog/validate.ts";
+import {
+  parseCatalog,
+  parseCatalogBytes,
+  parseCatalogChunked,
+  validateCatalog,
+} from "../../../src/catalog/validate.ts";
 import { fuzz } from "../../fuzz.ts";
 
 const good = (id: string, extra: Record<string, unknown> = {}) => ({
@@ -281,6 +286,62 @@ describe("parseCatalogChunked", () => {
     // Pieces parse until the last, which does not: the whole text then goes to JSON.parse.
     "malformed at the end": `{"ads":[${Array.from({ length: 3_000 }, (_, i) => JSON.stringify(entry(i))).join(",")},{"id":}]}`,
   };
+  for (const [name, text] of Object.entries(texts)) {
+    test(`parseCatalogBytes: same result as parseCatalog of the decoded text: ${name}`, () => {
+      const bytes = new TextEncoder().encode(text);
+      const parse = spyOn(JSON, "parse");
+      try {
+        expect(parseCatalogBytes(bytes)).toEqual(parseCatalog(text));
+        // A plain list is parsed in pieces from the bytes: JSON.parse never sees the whole text
+        // (but for the two calls of parseCatalog's own general path, when it takes it).
+        const whole = parse.mock.calls.filter(
+          ([arg]) => typeof arg === "string" && arg.length >= text.length,
+        );
+        const plain = !text.includes("\\") && !name.startsWith("malformed");
+        expect(whole.length).toBe(plain ? 0 : 2);
+      } finally {
+        parse.mockRestore();
+      }
+    });
+  }
+
+  test("property: parseCatalogBytes gives what parseCatalog gives for the decoded bytes (BOM, whitespace, non-ASCII, bad UTF-8)", () => {
+    const value = fc.oneof(
+      fc.string({ unit: "binary" }),
+      fc.constantFrom("us", "FR", "eng", "fr-CA", "https://cdn.example.com/v.mp4", "ünï", "\u{1F600}"),
+      fc.integer({ min: -1, max: 25 }),
+    );
+    const entry = fc.record(
+      {
+        id: fc.oneof(fc.stringMatching(/^[a-z0-9-]{1,12}$/), value),
+        video_url: value,
+        country: value,
+        lang: value,
+        start_hour: value,
+        end_hour: value,
+      },
+      { requiredKeys: [] },
+    );
+    const ws = fc.constantFrom("", " ", "\n", "\t ", "\r\n");
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(entry, ws), { maxLength: 30 }),
+        fc.boolean(),
+        ws,
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0x80, max: 0xff })), { maxLength: 3 }),
+        (entries, bom, pad, corrupt) => {
+          const list = entries.map(([e, w]) => `${w}${JSON.stringify(e)}${w}`).join(",");
+          const text = `${bom ? "\ufeff" : ""}${pad}{${pad}"ads"${pad}:${pad}[${list}]${pad}}${pad}`;
+          const bytes = new TextEncoder().encode(text);
+          // A few bytes replaced by non-ASCII ones (possibly bad UTF-8), past the BOM.
+          for (const [at, byte] of corrupt) if (bytes.length > 3) bytes[3 + (at % (bytes.length - 3))] = byte;
+          expect(parseCatalogBytes(bytes)).toEqual(parseCatalog(new TextDecoder().decode(bytes)));
+        },
+      ),
+      fuzz(300),
+    );
+  });
+
   for (const [name, text] of Object.entries(texts)) {
     test(`same result as parseCatalog: ${name}`, async () => {
       let pauses = 0;
