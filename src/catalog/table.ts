@@ -132,12 +132,14 @@ export function* packSteps(ads: readonly Ad[]): Generator<void, AdColumns> {
     if (hasExtra(ad)) {
       extra ??= new Float64Array(EXTRA * n).fill(Number.NaN);
       const e = EXTRA * i;
-      extra[e + CAP] = ad.frequency_cap ?? Number.NaN;
-      extra[e + WINDOW] = ad.frequency_window ?? Number.NaN;
-      extra[e + DURATION] = ad.duration ?? Number.NaN;
+      // `+ 0` turns a -0 (JSON allows it) into 0, as JSON.stringify writes it: the version,
+      // which hashes these bytes, is then that of the canonical document too.
+      extra[e + CAP] = (ad.frequency_cap ?? Number.NaN) + 0;
+      extra[e + WINDOW] = (ad.frequency_window ?? Number.NaN) + 0;
+      extra[e + DURATION] = (ad.duration ?? Number.NaN) + 0;
       extra[e + MIME] = ad.mime_type === undefined ? Number.NaN : codeOf(mimeCodes, mimes, ad.mime_type);
-      extra[e + WIDTH] = ad.width ?? Number.NaN;
-      extra[e + HEIGHT] = ad.height ?? Number.NaN;
+      extra[e + WIDTH] = (ad.width ?? Number.NaN) + 0;
+      extra[e + HEIGHT] = (ad.height ?? Number.NaN) + 0;
     }
     if ((i & (TEXT_CHUNK - 1)) === TEXT_CHUNK - 1 || i === n - 1) {
       // join builds one flat string: the ads' own strings are not kept alive by it.

@@ -231,15 +231,19 @@ const BUCKET_BITS = 12;
 const LOW_BITS = 32 - BUCKET_BITS;
 const LOW_MASK = (1 << LOW_BITS) - 1;
 
+/** Buckets bigger than this (equal ids, or crafted hashes) take a set, paced, not one sort. */
+const SORTED_BUCKET_MAX = 4096;
+
 /**
- * The positions in `ads` of the ads whose id an earlier ad has, ascending. Instead of a set of a
- * million ids (about 230 ns an ad here, most of a catalog's validation after the parse), the
- * ads are hashed, spread into buckets by the hash's top bits, each bucket sorted by the rest of
- * the hash and the position, and only equal hashes compare their ids: about 60 ns an ad
- * (docs/performance.md, "Tenth session"). A bucket of equal hashes (even a crafted one) costs
- * a set of its own ids, so the work stays linear.
+ * Which of `ads` have an id that an earlier ad has (1 at their position), or null when none
+ * does. Instead of a set of a million ids (about 230 ns an ad here, most of a catalog's
+ * validation after the parse), the ads are hashed, spread into buckets by the hash's top bits,
+ * each bucket sorted by the rest of the hash and the position, and only equal hashes compare
+ * their ids (docs/performance.md, "Tenth session"). A bucket over SORTED_BUCKET_MAX ads is
+ * walked in catalog order with a set of its ids instead, so every step stays short and the
+ * work linear whatever the ids.
  */
-function* duplicateSteps(ads: readonly Ad[]): Generator<void, number[]> {
+function* duplicateSteps(ads: readonly Ad[]): Generator<void, Uint8Array | null> {
   const n = ads.length;
   const hashes = new Uint32Array(n);
   const starts = new Uint32Array((1 << BUCKET_BITS) + 1);
@@ -250,7 +254,8 @@ function* duplicateSteps(ads: readonly Ad[]): Generator<void, number[]> {
     if (i % (8 * STEP) === 8 * STEP - 1) yield;
   }
   for (let b = 1; b < starts.length; b++) starts[b] = (starts[b] as number) + (starts[b - 1] as number);
-  // Keys `low bits · 2^k + position` (exact in a double below 2^53: k ≤ 33), bucket by bucket.
+  // Keys `low bits · scale + position` (exact in a double below 2^53: scale ≤ 2^33), bucket by
+  // bucket, in catalog order within each.
   const scale = 2 ** Math.max(1, Math.ceil(Math.log2(n + 1)));
   const keys = new Float64Array(n);
   const fill = starts.slice(0, -1);
@@ -262,10 +267,25 @@ function* duplicateSteps(ads: readonly Ad[]): Generator<void, number[]> {
     fill[b] = at + 1;
     if (i % (8 * STEP) === 8 * STEP - 1) yield;
   }
-  const duplicates: number[] = [];
+  let duplicate: Uint8Array | null = null;
+  const mark = (at: number): void => {
+    duplicate ??= new Uint8Array(n);
+    duplicate[at] = 1;
+  };
   for (let b = 0; b + 1 < starts.length; b++) {
     const from = starts[b] as number;
     const to = starts[b + 1] as number;
+    if (to - from > SORTED_BUCKET_MAX) {
+      const ids = new Set<string>();
+      for (let j = from; j < to; j++) {
+        const at = (keys[j] as number) % scale;
+        const id = (ads[at] as Ad).id;
+        if (ids.has(id)) mark(at);
+        else ids.add(id);
+        if ((j - from) % STEP === STEP - 1) yield;
+      }
+      continue;
+    }
     if (to - from < 2) continue;
     const bucket = keys.subarray(from, to).sort();
     // Runs of one hash, positions ascending: the first ad of each id stays.
@@ -278,7 +298,7 @@ function* duplicateSteps(ads: readonly Ad[]): Generator<void, number[]> {
         for (let j = r; j < e; j++) {
           const at = (bucket[j] as number) - low * scale;
           const id = (ads[at] as Ad).id;
-          if (ids.has(id)) duplicates.push(at);
+          if (ids.has(id)) mark(at);
           else ids.add(id);
         }
       }
@@ -286,7 +306,7 @@ function* duplicateSteps(ads: readonly Ad[]): Generator<void, number[]> {
     }
     if (b % 64 === 63) yield;
   }
-  return duplicates.sort((a, b) => a - b);
+  return duplicate;
 }
 
 /** Accumulates the valid ads and the issues of one document, entry by entry. */
@@ -314,19 +334,18 @@ class Collector {
 
   /** Drops the ads whose id an earlier valid ad has, each with an issue, in entry order. */
   private *dropDuplicates(): Generator<void, void> {
-    const duplicates = yield* duplicateSteps(this.ads);
-    if (duplicates.length === 0) return;
+    const duplicate = yield* duplicateSteps(this.ads);
+    if (duplicate === null) return;
     const ads: Ad[] = [];
     const found: Issue[] = [];
-    let next = 0;
     for (let i = 0; i < this.ads.length; i++) {
       const ad = this.ads[i] as Ad;
-      if (duplicates[next] !== i) ads.push(ad);
+      if (duplicate[i] === 0) ads.push(ad);
       else {
-        next++;
         const index = this.entries[i] as number;
         found.push({ index, id: ad.id, code: "duplicate_id", field: "id", message: DUPLICATE_MESSAGE });
       }
+      if (i % (8 * STEP) === 8 * STEP - 1) yield;
     }
     // Both lists are in entry order: merged.
     const issues: Issue[] = [];
@@ -342,6 +361,7 @@ class Collector {
         issues.push(y);
         d++;
       }
+      if ((a + d) % (8 * STEP) === 0) yield;
     }
     this.ads = ads;
     this.issues = issues;
@@ -546,7 +566,11 @@ export function* parseSteps(text: string): Generator<void, ValidationResult> {
  * does): the same result, but the plain shape is cut and decoded piece by piece, so the whole
  * document never becomes one string (1M ads: 144 MiB that the collector then has to free).
  */
-export function* parseBytesSteps(bytes: Uint8Array): Generator<void, ValidationResult> {
+export function* parseBytesSteps(
+  bytes: Uint8Array,
+  /** Called once the whole text is decoded (the general path): the bytes are no longer read. */
+  decoded?: () => void,
+): Generator<void, ValidationResult> {
   const bom = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
   const source = bytesText(bytes);
   const bounds = listBounds(source, bom);
@@ -554,7 +578,9 @@ export function* parseBytesSteps(bytes: Uint8Array): Generator<void, ValidationR
     const result = yield* piecewiseSteps(source, bounds[0], bounds[1]);
     if (result !== null) return result;
   }
-  return yield* wholeSteps(new TextDecoder().decode(bytes));
+  const text = new TextDecoder().decode(bytes);
+  decoded?.();
+  return yield* wholeSteps(text);
 }
 
 /** Parses JSON text and validates it. */

@@ -1,6 +1,7 @@
 /**
  * The catalog build off the serving thread: a `Worker` entry (started by offthread.ts). It
- * parses and validates a catalog text, hashes its version, packs the ads and indexes them. The
+ * parses and validates a catalog (text, or UTF-8 bytes parsed piece by piece), packs the ads,
+ * hashes the columns (the version) and indexes them. The
  * columns and the index are typed arrays and a few strings, posted back with their buffers
  * transferred, so the serving thread receives a snapshot's data without a million objects to
  * copy or to collect (docs/performance.md, "Fourth session").
@@ -99,18 +100,23 @@ function build(
   const collect = (): void => {
     if (activity === null || Atomics.load(activity, 0) === answeredAtStart) Bun.gc(true);
   };
+  // Once parsed (or decoded whole, for a document that is not the plain shape), the bytes are
+  // not needed: their memory goes then (a detached buffer), not at the next collection of this
+  // thread's heap.
+  const release = (): void => {
+    if (
+      typeof source !== "string" &&
+      source.buffer instanceof ArrayBuffer &&
+      source.byteLength > 0 && // not released yet
+      source.byteLength === source.buffer.byteLength
+    )
+      source.buffer.transfer(0);
+  };
   // Bytes are parsed piece by piece, decoded one piece at a time: no string of the whole
   // document (docs/performance.md, "Tenth session").
   const result: ValidationResult =
-    typeof source === "string" ? paced(parseSteps(source)) : paced(parseBytesSteps(source));
-  // The bytes are not needed past this point: their memory goes now (a detached buffer), not
-  // at the next collection of this thread's heap.
-  if (
-    typeof source !== "string" &&
-    source.buffer instanceof ArrayBuffer &&
-    source.byteLength === source.buffer.byteLength
-  )
-    source.buffer.transfer(0);
+    typeof source === "string" ? paced(parseSteps(source)) : paced(parseBytesSteps(source, release));
+  release();
   const issues = result.issues.slice(0, ISSUES_SENT);
   const skipped = result.issues.length;
   if (!result.ok) {

@@ -18,7 +18,6 @@
  * @module
  */
 
-import type { Snapshot } from "../catalog/snapshot.ts";
 import type { CatalogStore } from "../store/catalog.ts";
 import { StoreError } from "../store/redis.ts";
 import type { Logger } from "../telemetry/log.ts";
@@ -46,9 +45,10 @@ export class FleetSync {
   /**
    * A stored version whose document turned out to be the catalog served under another version
    * (published by a release that computes versions differently, during a rolling upgrade): not
-   * loaded again while that snapshot is served, or every tick would read and hash it again.
+   * loaded again while that version is served, or every tick would read and hash it again.
+   * Versions, not the snapshot: an alias must not keep an old snapshot alive.
    */
-  private alias: { readonly snapshot: Snapshot; readonly version: string } | null = null;
+  private alias: { readonly served: string; readonly stored: string } | null = null;
 
   constructor(private readonly options: FleetOptions) {}
 
@@ -100,7 +100,7 @@ export class FleetSync {
     const current = this.options.holder.current;
     if (current === null) return false;
     return (
-      version === current.version || (this.alias?.snapshot === current && this.alias.version === version)
+      version === current.version || (this.alias?.served === current.version && this.alias.stored === version)
     );
   }
 
@@ -119,7 +119,7 @@ export class FleetSync {
         const outcome = await this.bound().applyShared(doc);
         const served = this.options.holder.current;
         if (outcome.kind === "unchanged" && served !== null && served.version !== doc.version)
-          this.alias = { snapshot: served, version: doc.version };
+          this.alias = { served: served.version, stored: doc.version };
         // A stored copy that fails its digest is Redis failing, as an undecodable one is: the
         // tick counts it, and reads the source itself (solo) as it would when Redis is down.
         if (outcome.kind === "failed" && outcome.failure === "digest")

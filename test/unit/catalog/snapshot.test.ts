@@ -165,6 +165,10 @@ test("catalogVersion changes with every field, the order and the split between i
   expect(catalogVersion([...base].reverse())).not.toBe(version);
   expect(catalogVersion(base.slice(0, -1))).not.toBe(version);
   expect(catalogVersion(base.map((x) => ({ ...x })))).toBe(version);
+  // JSON allows -0; JSON.stringify writes 0: the canonical document must keep the version.
+  expect(catalogVersion([{ ...(base[0] as Ad), frequency_cap: -0 }])).toBe(
+    catalogVersion([{ ...(base[0] as Ad), frequency_cap: 0 }]),
+  );
 });
 
 describe("in slices", () => {

@@ -158,6 +158,23 @@ describe("validateCatalog", () => {
     ]);
   });
 
+  test("one id 10,000 times (a bucket over the sorted size): the first stays, every later one is an issue", () => {
+    const ads = Array.from({ length: 10_000 }, (_, i) => good(i % 1_000 === 0 ? `u-${i}` : "same"));
+    const result = validateCatalog({ ads });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.ads.map((a) => a.id)).toEqual([
+      "u-0",
+      "same",
+      ...Array.from({ length: 9 }, (_, k) => `u-${(k + 1) * 1_000}`),
+    ]);
+    expect(result.issues.length).toBe(10_000 - 11);
+    expect(result.issues.every((x) => x.code === "duplicate_id" && x.id === "same")).toBe(true);
+    expect(result.issues.map((x) => x.index)).toEqual(
+      Array.from({ length: 10_000 }, (_, i) => i).filter((i) => i > 1 && i % 1_000 !== 0),
+    );
+  });
+
   test("200,000 distinct ids: none is a duplicate", () => {
     const ads = Array.from({ length: 200_000 }, (_, i) => good(`ad-${i.toString(36)}`));
     const result = validateCatalog({ ads });
@@ -247,10 +264,16 @@ describe("video_url verdicts in a catalog (memoized by authority)", () => {
     )
     .map((parts) => parts.join(""));
 
-  test("property: each entry's verdict is the one it gets alone", () => {
+  test("property: each entry's verdict is the rule's, whatever came before it", () => {
+    // The rule, without any memo: printable ASCII after http(s)://, and WHATWG parses it with a host.
     const invalidAlone = (u: string): boolean => {
-      const alone = validateCatalog({ ads: [good("ok"), good("x", { video_url: u })] });
-      return alone.ok && alone.issues.some((i) => i.code === "invalid_video_url");
+      if (u.length > 2048 || !/^https?:\/\/[\x21-\x7e]+$/i.test(u)) return true;
+      try {
+        const parsed = new URL(u);
+        return !((parsed.protocol === "http:" || parsed.protocol === "https:") && parsed.hostname !== "");
+      } catch {
+        return true;
+      }
     };
     fc.assert(
       fc.property(fc.array(url, { minLength: 1, maxLength: 40 }), (urls) => {
@@ -304,6 +327,39 @@ describe("parseCatalogChunked", () => {
       }
     });
   }
+
+  test("parseCatalogBytes over many pieces with non-ASCII text and bad UTF-8 in them: as parseCatalog of the decoded text", () => {
+    // About 400 KB: several pieces of 64 K, cut between entries wherever the bytes allow.
+    const ads = Array.from({ length: 3_000 }, (_, i) => ({
+      ...entry(i),
+      video_url: i % 3 === 0 ? `https://cdn.example.com/é/${i}/😀.mp4` : `https://cdn.example.com/v/${i}.mp4`,
+      ...(i % 5 === 0 ? { id: `ünï-${i}` } : {}),
+    }));
+    const bytes = new TextEncoder().encode(JSON.stringify({ ads }));
+    // Every "é" (C3 A9) made bad UTF-8: a continuation byte, then a lead byte cut short by "/".
+    for (let at = bytes.indexOf(0xc3); at >= 0; at = bytes.indexOf(0xc3, at + 2)) {
+      if (bytes[at + 1] !== 0xa9) continue;
+      bytes[at] = 0xa9;
+      bytes[at + 1] = 0xc3;
+    }
+    const text = new TextDecoder().decode(bytes);
+    expect(text).toContain("\ufffd\ufffd/");
+    const parse = spyOn(JSON, "parse");
+    try {
+      const result = parseCatalogBytes(bytes);
+      // In pieces: JSON.parse never saw the whole text.
+      expect(parse.mock.calls.every(([arg]) => typeof arg !== "string" || arg.length < text.length / 2)).toBe(
+        true,
+      );
+      expect(result).toEqual(parseCatalog(text));
+      // Non-ASCII ids (every 5th) and URLs (every 3rd) are invalid entries, not parse errors.
+      const valid = ads.filter((_, i) => i % 3 !== 0 && i % 5 !== 0).length;
+      expect(result.ok && result.ads.length).toBe(valid);
+      expect(result.issues.length).toBe(3_000 - valid);
+    } finally {
+      parse.mockRestore();
+    }
+  });
 
   test("property: parseCatalogBytes gives what parseCatalog gives for the decoded bytes (BOM, whitespace, non-ASCII, bad UTF-8)", () => {
     const value = fc.oneof(
