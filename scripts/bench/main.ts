@@ -837,31 +837,49 @@ async function main(): Promise<void> {
     "< 300 ns, within 20 %",
   ]);
 
-  // ---- Catalog load in a fresh process (read → parse → validate → index → swap).
+  // ---- Catalog load in fresh processes (read → parse → validate → index → swap): three runs
+  // (one with --quick), the median by total time reported, the highest peak RSS (one run on this
+  // shared machine varied by a third between runs minutes apart).
   try {
-    const out = await sh([BUN, "scripts/bench/load.ts", serveFile]);
-    const load = JSON.parse(out.trim());
+    type LoadRun = {
+      ads: number;
+      bytes: number;
+      readMs: number;
+      buildMs: number;
+      swapMs: number;
+      totalMs: number;
+      peakRss: number;
+    };
+    const runs: LoadRun[] = [];
+    for (let r = 0; r < (QUICK ? 1 : 3); r++) {
+      const out = await sh([BUN, "scripts/bench/load.ts", serveFile]);
+      runs.push(JSON.parse(out.trim()) as LoadRun);
+    }
+    const load = [...runs].sort((x, y) => x.totalMs - y.totalMs)[
+      Math.floor((runs.length - 1) / 2)
+    ] as LoadRun;
+    const peak = Math.max(...runs.map((x) => x.peakRss));
     results.load = load;
+    results.loadRuns = runs;
     detail.push(
       "",
-      `Catalog load of ${fmtInt(load.ads)} ads (${fmtMiB(load.bytes)}) in a fresh process`,
+      `Catalog load of ${fmtInt(load.ads)} ads (${fmtMiB(load.bytes)}), ${runs.length} fresh process(es)`,
       table(
-        ["read", "parse, validate, index (worker)", "snapshot + swap", "total", "peak RSS"],
-        [
-          [
-            `${Math.round(load.readMs)} ms`,
-            `${Math.round(load.buildMs)} ms`,
-            `${Math.round(load.swapMs)} ms`,
-            `${Math.round(load.totalMs)} ms`,
-            fmtMiB(load.peakRss),
-          ],
-        ],
+        ["run", "read", "parse, validate, index (worker)", "snapshot + swap", "total", "peak RSS"],
+        runs.map((x, i) => [
+          String(i + 1),
+          `${Math.round(x.readMs)} ms`,
+          `${Math.round(x.buildMs)} ms`,
+          `${Math.round(x.swapMs)} ms`,
+          `${Math.round(x.totalMs)} ms`,
+          fmtMiB(x.peakRss),
+        ]),
       ),
     );
     const serve = results.serveLoad as { readyMs: number; peakRss: number } | undefined;
     summary.push([
-      `Catalog load ${fmtInt(load.ads)} ads: time | peak RSS`,
-      `${(load.totalMs / 1000).toFixed(2)} s | ${fmtMiB(load.peakRss)}${serve ? ` (adsrv serve: ready in ${(serve.readyMs / 1000).toFixed(2)} s, peak ${fmtMiB(serve.peakRss)})` : ""}`,
+      `Catalog load ${fmtInt(load.ads)} ads: time${runs.length > 1 ? " (median run)" : ""} | peak RSS`,
+      `${(load.totalMs / 1000).toFixed(2)} s | ${fmtMiB(peak)}${serve ? ` (adsrv serve: ready in ${(serve.readyMs / 1000).toFixed(2)} s, peak ${fmtMiB(serve.peakRss)})` : ""}`,
       "< 3 s, < 1 GiB",
     ]);
   } catch (e) {
