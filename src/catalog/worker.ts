@@ -1,10 +1,10 @@
 /**
  * The catalog build off the serving thread: a `Worker` entry (started by offthread.ts). It
  * parses and validates a catalog (text, or UTF-8 bytes parsed piece by piece), packs the ads,
- * hashes the columns (the version) and indexes them. The
- * columns and the index are typed arrays and a few strings, posted back with their buffers
- * transferred, so the serving thread receives a snapshot's data without a million objects to
- * copy or to collect (docs/performance.md, "Fourth session").
+ * hashes the columns (the version) and indexes them. The columns and the index are typed arrays
+ * and a few strings, posted back with their buffers transferred, so the serving thread receives
+ * a snapshot's data without a million objects to copy or to collect (docs/performance.md,
+ * "Fourth session").
  *
  * Paced like the serving thread's own sliced rebuild (src/sync/loop.ts): slices of SLICE_MS,
  * and a PAUSE_MS sleep after each while the server answers requests (its answered-requests
@@ -92,9 +92,9 @@ function build(
   if (digest !== null && digest === request.unchangedDigest) {
     return { reply: { id: request.id, kind: "same", digest }, transfer: [] };
   }
-  // A full collection of this heap between stages keeps the build's peak memory down (1M ads,
-  // scripts/bench/load.ts: 1.22 GB without, 0.81-0.85 GB with), but it cannot be paced, so it is
-  // taken only while the server answers nothing (an idle server) or serves nothing yet (a first
+  // A full collection of this heap after the parse keeps the build's peak memory down (1M ads,
+  // scripts/bench/load.ts: 1.02-1.03 GB without, 0.84-0.85 GB with), but it cannot be paced,
+  // so it is taken only while the server answers nothing (an idle server) or serves nothing yet (a first
   // load). Reloading p99 by hand, runs side by side: 16 and 38 ms so, 20 and 43 ms collecting
   // always.
   const collect = (): void => {
@@ -132,7 +132,7 @@ function build(
       transfer: [],
     };
   }
-  // The document and the parse's garbage can go before the ads are packed.
+  // The parse's garbage can go before the ads are packed.
   collect();
   const ads = result.ads.length;
   const packed = paced(packSteps(result.ads));
