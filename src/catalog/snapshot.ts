@@ -59,6 +59,9 @@ export interface IndexData {
   readonly ranges: Uint32Array;
 }
 
+/** Bytes of a column hashed per step of `versionSteps`. */
+const HASH_PIECE = 1 << 20;
+
 /**
  * The version of packed ads: SHA-256 of the columns (the code tables and sizes as JSON, then the
  * per-ad columns and the text chunks as they are), so two documents with the same valid ads in
@@ -67,9 +70,6 @@ export interface IndexData {
  * (docs/performance.md, "Tenth session"). Run on the columns as `packSteps` returns them (texts
  * as strings), wherever they are built, so every path gives the same version.
  */
-/** Bytes of a column hashed per step of `versionSteps`. */
-const HASH_PIECE = 1 << 20;
-
 export function* versionSteps(columns: AdColumns): Generator<void, string> {
   const hasher = new Bun.CryptoHasher("sha256");
   const { count, countries, langs, mimes, texts, extra } = columns;
