@@ -285,6 +285,23 @@ describe("video_url verdicts in a catalog (memoized by authority)", () => {
       fuzz(300),
     );
   });
+
+  test("an empty authority is not taken for the next URL's (cases the property found)", () => {
+    // `https://` then `#`: an empty authority, which must not answer for `https:///…` after it.
+    for (const urls of [
+      ["https://#f", "https:///v.mp4"],
+      ["https://?q=1", "https://\\v"],
+      ["https://cdn.example", "https://cdn.example/v.mp4", "https://cdn.example.com/v.mp4"],
+    ]) {
+      const result = validateCatalog({ ads: urls.map((u, i) => good(`ad-${i}`, { video_url: u })) });
+      const alone = urls.map((u) => {
+        const one = validateCatalog({ ads: [good("x", { video_url: u })] });
+        return !one.ok;
+      });
+      const invalid = urls.map((_, i) => !result.ok || result.issues.some((x) => x.index === i));
+      expect(invalid).toEqual(alone);
+    }
+  });
 });
 
 describe("parseCatalogChunked", () => {
