@@ -13,7 +13,7 @@ import { buildSnapshot } from "../../../src/catalog/snapshot.ts";
 import { validateCatalog } from "../../../src/catalog/validate.ts";
 import { makeConfig } from "../../../src/config.ts";
 import { sha256Hex } from "../../../src/crypto/sha256.ts";
-import type { CatalogStore, PublishInput } from "../../../src/store/catalog.ts";
+import type { CatalogStore, PublishInput, StoredCatalog } from "../../../src/store/catalog.ts";
 import type { StoreError } from "../../../src/store/redis.ts";
 import { type FleetOptions, FleetSync } from "../../../src/sync/fleet.ts";
 import { CatalogHolder } from "../../../src/sync/holder.ts";
@@ -49,6 +49,19 @@ function fakeStore(parts: Partial<CatalogStore>): CatalogStore {
   };
 }
 
+/** A store holding `doc()` (called on each read, so a test may change it), counting its reads. */
+function storeHolding(doc: () => StoredCatalog): { store: CatalogStore; reads: () => number } {
+  let reads = 0;
+  const store = fakeStore({
+    readVersion: async () => doc().version,
+    readDoc: async () => {
+      reads++;
+      return doc();
+    },
+  });
+  return { store, reads: () => reads };
+}
+
 /** A CatalogSync on `source` whose ticks the FleetSync made of `options` coordinates. */
 function fleetSync(
   source: string,
@@ -75,14 +88,7 @@ test("a stored catalog failing its digest is not served; it counts as a Redis fa
   const source = await sourceOf([sampleAd("from-source")]);
   const text = JSON.stringify({ ads: [sampleAd("from-redis")] });
   const doc = { version: "v-shared", ...sharedDoc(text, "0".repeat(64)), fetchedAt: 1 };
-  let reads = 0;
-  const store = fakeStore({
-    readVersion: async () => doc.version,
-    readDoc: async () => {
-      reads++;
-      return doc;
-    },
-  });
+  const { store, reads } = storeHolding(() => doc);
   const holder = new CatalogHolder();
   holder.swap(buildSnapshot([], 0));
   const errors: StoreError[] = [];
@@ -102,7 +108,7 @@ test("a stored catalog failing its digest is not served; it counts as a Redis fa
   const second = await sync.refresh();
   expect(second).toMatchObject({ kind: "updated", from: "source", ads: 1 });
   expect(holder.current?.ads.id(0)).toBe("from-source");
-  expect(reads).toBe(2);
+  expect(reads()).toBe(2);
   fleet.stop();
 });
 
@@ -143,14 +149,7 @@ test("a stored version holding the catalog served under another version (another
   const ads = [sampleAd("a"), sampleAd("b")];
   const source = await sourceOf(ads);
   let stored = { version: "from-an-older-release", ...sharedDoc(JSON.stringify({ ads })), fetchedAt: 1 };
-  let reads = 0;
-  const store = fakeStore({
-    readVersion: async () => stored.version,
-    readDoc: async () => {
-      reads++;
-      return stored;
-    },
-  });
+  const { store, reads } = storeHolding(() => stored);
   const holder = new CatalogHolder();
   const valid = validateCatalog({ ads });
   if (!valid.ok) throw new Error("sample ads invalid");
@@ -160,13 +159,13 @@ test("a stored version holding the catalog served under another version (another
   try {
     expect(await sync.refresh()).toMatchObject({ kind: "unchanged" });
     expect(await sync.refresh()).toMatchObject({ kind: "unchanged" });
-    expect(reads).toBe(1);
+    expect(reads()).toBe(1);
     expect(holder.current).toBe(served);
     // Another catalog stored: loaded.
     const next = [sampleAd("c")];
     stored = { version: "next", ...sharedDoc(JSON.stringify({ ads: next })), fetchedAt: 2 };
     expect(await sync.refresh()).toMatchObject({ kind: "updated", from: "redis", ads: 1 });
-    expect(reads).toBe(2);
+    expect(reads()).toBe(2);
     expect(holder.current?.ads.id(0)).toBe("c");
   } finally {
     fleet.stop();
