@@ -6,6 +6,7 @@
  * @module
  */
 import { normalizeCountry, normalizeLang } from "../codes/normalize.ts";
+import { fnv1a } from "../crypto/fnv.ts";
 import { validateMediaFields } from "../vast/media.ts";
 import type { Ad, Issue, IssueCode, ValidationResult } from "./types.ts";
 
@@ -218,13 +219,6 @@ const STEP = 128;
 
 const DUPLICATE_MESSAGE = "id already used by an earlier entry";
 
-/** FNV-1a over the UTF-16 code units of `s`. */
-function hashId(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
 /** Buckets of the duplicate search: 2^12 by the hash's top bits (a few hundred ads each for 1M). */
 const BUCKET_BITS = 12;
 /** The hash bits left below the bucket's, in a sort key `low hash bits · 2^k + position`. */
@@ -248,7 +242,7 @@ function* duplicateSteps(ads: readonly Ad[]): Generator<void, Uint8Array | null>
   const hashes = new Uint32Array(n);
   const starts = new Uint32Array((1 << BUCKET_BITS) + 1);
   for (let i = 0; i < n; i++) {
-    const h = hashId((ads[i] as Ad).id);
+    const h = fnv1a((ads[i] as Ad).id) >>> 0;
     hashes[i] = h;
     starts[(h >>> LOW_BITS) + 1] = (starts[(h >>> LOW_BITS) + 1] as number) + 1;
     if (i % (8 * STEP) === 8 * STEP - 1) yield;

@@ -19,6 +19,7 @@
  * - `show_rate` = impressions / served (per process it can exceed 1 when another instance served).
  * @module
  */
+import { fnv1a, fnv1aByte } from "../crypto/fnv.ts";
 
 export interface StatsRow {
   readonly ad: string;
@@ -108,15 +109,9 @@ const INITIAL_UNITS = 4096;
 /** Code units turned into a string per `String.fromCharCode` call. */
 const UNITS_PER_CALL = 4096;
 
-/** FNV-1a over the UTF-16 code units of (a, b, c): the bucket of a key. */
+/** FNV-1a over the UTF-16 code units of (a, b, c), 0xff between them: the bucket of a key. */
 function hashOf(a: string, b: string, c: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < a.length; i++) h = Math.imul(h ^ a.charCodeAt(i), 0x01000193);
-  h = Math.imul(h ^ 0xff, 0x01000193);
-  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b.charCodeAt(i), 0x01000193);
-  h = Math.imul(h ^ 0xff, 0x01000193);
-  for (let i = 0; i < c.length; i++) h = Math.imul(h ^ c.charCodeAt(i), 0x01000193);
-  return h >>> 0;
+  return fnv1a(c, fnv1aByte(0xff, fnv1a(b, fnv1aByte(0xff, fnv1a(a))))) >>> 0;
 }
 
 /** The string of `length` code units of `units` from `start`. */
