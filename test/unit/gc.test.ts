@@ -1,37 +1,78 @@
-/** The collection pacer: one request per step while answers are counted, none while idle. */
+/**
+ * The collection pacer: a collection per `everyAnswers` answers (at most one a step), one per
+ * `maxSteps` steps at low traffic, none while idle.
+ */
 import { expect, jest, test } from "bun:test";
-import { collectionStep, paceCollections } from "../../src/gc.ts";
+import { collectionStep, PACER_OPTIONS, PACER_STEP_MS, paceCollections } from "../../src/gc.ts";
 
-test("a step asks for a collection only when the answered count moved since the last step", () => {
-  let answered = 0;
-  let collections = 0;
+/** A step over a settable count, and the number of collections it asked for. */
+function pacer(options = { everyAnswers: 100, maxSteps: 5 }, start = 0) {
+  const state = { answered: start, collections: 0 };
   const step = collectionStep(
-    () => answered,
-    () => collections++,
+    () => state.answered,
+    () => state.collections++,
+    options,
   );
+  return { state, step };
+}
+
+test("busy: a collection at the step where the answers since the last one reach everyAnswers", () => {
+  const { state, step } = pacer();
+  state.answered = 99;
   step();
-  expect(collections).toBe(0); // nothing answered since the pacer started
-  answered = 3;
+  expect(state.collections).toBe(0);
+  state.answered = 100;
   step();
-  expect(collections).toBe(1);
+  expect(state.collections).toBe(1);
+  // Counted from the last collection, not from zero.
+  state.answered = 150;
   step();
+  expect(state.collections).toBe(1);
+  state.answered = 200;
   step();
-  expect(collections).toBe(1); // idle: no collection work
-  answered = 4;
+  expect(state.collections).toBe(2);
+  // Many answers in one step still make one collection.
+  state.answered = 10_000;
   step();
-  expect(collections).toBe(2);
+  expect(state.collections).toBe(3);
 });
 
-test("a count that wrapped around (an Int32 cell) still counts as movement", () => {
-  let answered = 2 ** 31 - 1;
-  let collections = 0;
-  const step = collectionStep(
-    () => answered,
-    () => collections++,
-  );
-  answered = (answered + 1) | 0;
+test("slow: any answer makes a collection once maxSteps steps passed since the last one", () => {
+  const { state, step } = pacer();
+  state.answered = 1;
+  for (let i = 0; i < 4; i++) step();
+  expect(state.collections).toBe(0);
+  step(); // the fifth step
+  expect(state.collections).toBe(1);
+  state.answered = 2;
+  for (let i = 0; i < 4; i++) step();
+  expect(state.collections).toBe(1);
   step();
-  expect(collections).toBe(1);
+  expect(state.collections).toBe(2);
+});
+
+test("idle: no collection however many steps pass, and the first answers after it collect at once", () => {
+  const { state, step } = pacer();
+  for (let i = 0; i < 1_000; i++) step();
+  expect(state.collections).toBe(0);
+  state.answered = 1;
+  step();
+  expect(state.collections).toBe(1);
+});
+
+test("a count that wrapped around (an Int32 cell) counts the answers across the wrap", () => {
+  const { state, step } = pacer({ everyAnswers: 100, maxSteps: 5 }, 2 ** 31 - 50);
+  state.answered = (2 ** 31 - 50 + 99) | 0; // negative now: 99 answers
+  step();
+  expect(state.collections).toBe(0);
+  state.answered = (2 ** 31 - 50 + 100) | 0;
+  step();
+  expect(state.collections).toBe(1);
+});
+
+test("the defaults: steps under the sweeper's 100 ms, and about a second at low traffic", () => {
+  expect(PACER_STEP_MS).toBeLessThan(100);
+  expect(PACER_STEP_MS * PACER_OPTIONS.maxSteps).toBe(1_000);
 });
 
 test("paceCollections runs a step per interval and none once stopped", () => {
@@ -41,21 +82,28 @@ test("paceCollections runs a step per interval and none once stopped", () => {
     let collections = 0;
     const stop = paceCollections(
       () => answered,
-      1_000,
+      50,
       () => collections++,
+      { everyAnswers: 10, maxSteps: 20 },
     );
-    answered = 5;
-    jest.advanceTimersByTime(999);
+    answered = 10;
+    jest.advanceTimersByTime(49);
     expect(collections).toBe(0);
     jest.advanceTimersByTime(1);
     expect(collections).toBe(1);
-    answered = 6;
-    jest.advanceTimersByTime(1_000);
+    answered = 20;
+    jest.advanceTimersByTime(50);
     expect(collections).toBe(2);
+    // One answer: collected after 20 steps (1 s), not before.
+    answered = 21;
+    jest.advanceTimersByTime(950);
+    expect(collections).toBe(2);
+    jest.advanceTimersByTime(50);
+    expect(collections).toBe(3);
     stop();
-    answered = 7;
+    answered = 1_000;
     jest.advanceTimersByTime(5_000);
-    expect(collections).toBe(2);
+    expect(collections).toBe(3);
   } finally {
     jest.useRealTimers();
   }
