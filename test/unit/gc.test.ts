@@ -31,10 +31,61 @@ test("busy: a collection at the step where the answers since the last one reach 
   state.answered = 200;
   step();
   expect(state.collections).toBe(2);
-  // Many answers in one step still make one collection.
+  // Many answers in one step still make one collection, and counting restarts from the count.
   state.answered = 10_000;
   step();
   expect(state.collections).toBe(3);
+  state.answered = 10_099;
+  step();
+  expect(state.collections).toBe(3);
+  state.answered = 10_100;
+  step();
+  expect(state.collections).toBe(4);
+});
+
+test("a collection for the answers restarts the slow rule's count of steps", () => {
+  const { state, step } = pacer();
+  step();
+  step();
+  state.answered = 100; // the third step: a collection for the answers
+  step();
+  expect(state.collections).toBe(1);
+  state.answered = 101;
+  for (let i = 0; i < 4; i++) step(); // steps 4-7: fewer than maxSteps since that collection
+  expect(state.collections).toBe(1);
+  step();
+  expect(state.collections).toBe(2);
+});
+
+test("a count that went backwards makes one collection, then counts from the new value", () => {
+  const { state, step } = pacer({ everyAnswers: 100, maxSteps: 5 }, 1_000);
+  state.answered = 10;
+  step();
+  expect(state.collections).toBe(1);
+  state.answered = 109;
+  step();
+  expect(state.collections).toBe(1);
+  state.answered = 110;
+  step();
+  expect(state.collections).toBe(2);
+});
+
+test("options that are not whole numbers of at least 1 are refused", () => {
+  for (const bad of [
+    { everyAnswers: 0, maxSteps: 5 },
+    { everyAnswers: 1.5, maxSteps: 5 },
+    { everyAnswers: 100, maxSteps: 0 },
+    { everyAnswers: 100, maxSteps: Number.POSITIVE_INFINITY },
+    { everyAnswers: Number.NaN, maxSteps: 5 },
+  ]) {
+    expect(() =>
+      collectionStep(
+        () => 0,
+        () => {},
+        bad,
+      ),
+    ).toThrow(RangeError);
+  }
 });
 
 test("slow: any answer makes a collection once maxSteps steps passed since the last one", () => {
@@ -70,8 +121,9 @@ test("a count that wrapped around (an Int32 cell) counts the answers across the 
   expect(state.collections).toBe(1);
 });
 
-test("the defaults: steps under the sweeper's 100 ms, and about a second at low traffic", () => {
-  expect(PACER_STEP_MS).toBeLessThan(100);
+test("the defaults: 50 ms steps (half the sweeper's 100 ms), 500 answers, a second at low traffic", () => {
+  expect(PACER_STEP_MS).toBe(50);
+  expect(PACER_OPTIONS.everyAnswers).toBe(500);
   expect(PACER_STEP_MS * PACER_OPTIONS.maxSteps).toBe(1_000);
 });
 
@@ -82,23 +134,23 @@ test("paceCollections runs a step per interval and none once stopped", () => {
     let collections = 0;
     const stop = paceCollections(
       () => answered,
-      50,
+      40,
       () => collections++,
-      { everyAnswers: 10, maxSteps: 20 },
+      { everyAnswers: 10, maxSteps: 10 },
     );
     answered = 10;
-    jest.advanceTimersByTime(49);
+    jest.advanceTimersByTime(39);
     expect(collections).toBe(0);
     jest.advanceTimersByTime(1);
     expect(collections).toBe(1);
     answered = 20;
-    jest.advanceTimersByTime(50);
+    jest.advanceTimersByTime(40);
     expect(collections).toBe(2);
-    // One answer: collected after 20 steps (1 s), not before.
+    // One answer: collected after 10 steps (400 ms), not before.
     answered = 21;
-    jest.advanceTimersByTime(950);
+    jest.advanceTimersByTime(360);
     expect(collections).toBe(2);
-    jest.advanceTimersByTime(50);
+    jest.advanceTimersByTime(40);
     expect(collections).toBe(3);
     stop();
     answered = 1_000;
