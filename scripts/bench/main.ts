@@ -192,11 +192,14 @@ function processTicks(pid: number): number {
   return ticks;
 }
 
-/** Idle (+ iowait) and total ticks of all CPUs, from /proc/stat. */
-function machineTicks(): { idle: number; total: number } {
+/**
+ * Idle (+ iowait), steal and total ticks of all CPUs, from /proc/stat (guest time is already in
+ * user time, so it is not added again).
+ */
+function machineTicks(): { idle: number; steal: number; total: number } {
   const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "";
-  const t = line.trim().split(/\s+/).slice(1).map(Number);
-  return { idle: (t[3] ?? 0) + (t[4] ?? 0), total: t.reduce((a, b) => a + b, 0) };
+  const t = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  return { idle: (t[3] ?? 0) + (t[4] ?? 0), steal: t[7] ?? 0, total: t.reduce((a, b) => a + b, 0) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,16 +295,22 @@ interface RateResult {
   generatorCores: number;
   /** Share of all CPUs idle during the run. */
   idle: number;
+  /**
+   * Share of all CPUs' time the hypervisor gave to another guest while this one had work (steal):
+   * on a shared host it comes in bursts that stall whichever server is measured.
+   */
+  steal: number;
 }
 
 /** The CPU columns of a constant-rate table (see `RateResult`). */
-const CPU_COLUMNS = ["server CPU", "cr CPU", "idle"];
+const CPU_COLUMNS = ["server CPU", "cr CPU", "idle", "steal"];
 
 function cpuCells(r: RateResult): string[] {
   return [
     `${r.serverUsPerRequest.toFixed(1)} µs/req, ${r.serverCores.toFixed(2)} cores`,
     `${r.generatorCores.toFixed(2)} cores`,
     `${Math.round(r.idle * 100)} %`,
+    `${(r.steal * 100).toFixed(1)} %`,
   ];
 }
 
@@ -330,6 +339,7 @@ async function constantRate(port: number, pid: number, rate: number, seconds: nu
   ]);
   const serverTicks = processTicks(pid) - serverBefore;
   const machineAfter = machineTicks();
+  const machineSpan = Math.max(1, machineAfter.total - machineBefore.total);
   const r = JSON.parse(out.trim());
   const wallSeconds = r.wall_us / 1e6;
   const sentAll = Math.round(rate * (seconds + CR_WARMUP_S));
@@ -344,7 +354,8 @@ async function constantRate(port: number, pid: number, rate: number, seconds: nu
     serverCores: serverTicks / TICKS / wallSeconds,
     serverUsPerRequest: ((serverTicks / TICKS) * 1e6) / sentAll,
     generatorCores: r.cpu_us / 1e6 / wallSeconds,
-    idle: (machineAfter.idle - machineBefore.idle) / Math.max(1, machineAfter.total - machineBefore.total),
+    idle: (machineAfter.idle - machineBefore.idle) / machineSpan,
+    steal: (machineAfter.steal - machineBefore.steal) / machineSpan,
   };
   if (result.completed === 0 || result.errors > result.completed * 0.001) {
     throw new Error(`constant-rate run: ${result.errors} errors in ${result.completed} (${out.trim()})`);
@@ -658,13 +669,13 @@ async function main(): Promise<void> {
         ]),
       ),
     ),
-    "server CPU: the server's processes (warm-up included) per request and in cores; cr CPU: the load generator's own; idle: both CPUs.",
+    "server CPU: the server's processes (warm-up included) per request and in cores; cr CPU: the load generator's own; idle: both CPUs; steal: both CPUs' time the host gave to other guests (/proc/stat).",
   );
   const al = medianRun(latency.get("adsrv") ?? []);
   summary.push([
     `adsrv p99 | p99.9 at ${fmtInt(rate)} req/s${LAT_ROUNDS > 1 ? " (median run)" : ""}`,
     al
-      ? `${fmtUs(al.p99)} | ${fmtUs(al.p999)} (CPUs ${Math.round(al.idle * 100)} % idle; cr ${al.generatorCores.toFixed(2)} cores)`
+      ? `${fmtUs(al.p99)} | ${fmtUs(al.p999)} (CPUs ${Math.round(al.idle * 100)} % idle, ${(al.steal * 100).toFixed(1)} % steal; cr ${al.generatorCores.toFixed(2)} cores)`
       : "failed",
     "p99 < 1 ms",
   ]);
