@@ -5,7 +5,10 @@
 import { expect, jest, test } from "bun:test";
 import { collectionStep, PACER_OPTIONS, PACER_STEP_MS, paceCollections } from "../../src/gc.ts";
 
-/** A step over a settable count, and the number of collections it asked for. */
+/**
+ * A step over a settable count, and the number of collections it asked for; `at(n)` sets the
+ * count to `n`, runs one step and returns the collections so far.
+ */
 function pacer(options = { everyAnswers: 100, maxSteps: 5 }, start = 0) {
   const state = { answered: start, collections: 0 };
   const step = collectionStep(
@@ -13,43 +16,32 @@ function pacer(options = { everyAnswers: 100, maxSteps: 5 }, start = 0) {
     () => state.collections++,
     options,
   );
-  return { state, step };
+  const at = (answered: number): number => {
+    state.answered = answered;
+    step();
+    return state.collections;
+  };
+  return { state, step, at };
 }
 
 test("busy: a collection at the step where the answers since the last one reach everyAnswers", () => {
-  const { state, step } = pacer();
-  state.answered = 99;
-  step();
-  expect(state.collections).toBe(0);
-  state.answered = 100;
-  step();
-  expect(state.collections).toBe(1);
+  const { at } = pacer();
+  expect(at(99)).toBe(0);
+  expect(at(100)).toBe(1);
   // Counted from the last collection, not from zero.
-  state.answered = 150;
-  step();
-  expect(state.collections).toBe(1);
-  state.answered = 200;
-  step();
-  expect(state.collections).toBe(2);
+  expect(at(150)).toBe(1);
+  expect(at(200)).toBe(2);
   // Many answers in one step still make one collection, and counting restarts from the count.
-  state.answered = 10_000;
-  step();
-  expect(state.collections).toBe(3);
-  state.answered = 10_099;
-  step();
-  expect(state.collections).toBe(3);
-  state.answered = 10_100;
-  step();
-  expect(state.collections).toBe(4);
+  expect(at(10_000)).toBe(3);
+  expect(at(10_099)).toBe(3);
+  expect(at(10_100)).toBe(4);
 });
 
 test("a collection for the answers restarts the slow rule's count of steps", () => {
-  const { state, step } = pacer();
+  const { state, step, at } = pacer();
   step();
   step();
-  state.answered = 100; // the third step: a collection for the answers
-  step();
-  expect(state.collections).toBe(1);
+  expect(at(100)).toBe(1); // the third step: a collection for the answers
   state.answered = 101;
   for (let i = 0; i < 4; i++) step(); // steps 4-7: fewer than maxSteps since that collection
   expect(state.collections).toBe(1);
@@ -58,16 +50,10 @@ test("a collection for the answers restarts the slow rule's count of steps", () 
 });
 
 test("a count that went backwards makes one collection, then counts from the new value", () => {
-  const { state, step } = pacer({ everyAnswers: 100, maxSteps: 5 }, 1_000);
-  state.answered = 10;
-  step();
-  expect(state.collections).toBe(1);
-  state.answered = 109;
-  step();
-  expect(state.collections).toBe(1);
-  state.answered = 110;
-  step();
-  expect(state.collections).toBe(2);
+  const { at } = pacer({ everyAnswers: 100, maxSteps: 5 }, 1_000);
+  expect(at(10)).toBe(1);
+  expect(at(109)).toBe(1);
+  expect(at(110)).toBe(2);
 });
 
 test("options that are not whole numbers of at least 1 are refused", () => {
@@ -103,22 +89,16 @@ test("slow: any answer makes a collection once maxSteps steps passed since the l
 });
 
 test("idle: no collection however many steps pass, and the first answers after it collect at once", () => {
-  const { state, step } = pacer();
+  const { state, step, at } = pacer();
   for (let i = 0; i < 1_000; i++) step();
   expect(state.collections).toBe(0);
-  state.answered = 1;
-  step();
-  expect(state.collections).toBe(1);
+  expect(at(1)).toBe(1);
 });
 
 test("a count that wrapped around (an Int32 cell) counts the answers across the wrap", () => {
-  const { state, step } = pacer({ everyAnswers: 100, maxSteps: 5 }, 2 ** 31 - 50);
-  state.answered = (2 ** 31 - 50 + 99) | 0; // negative now: 99 answers
-  step();
-  expect(state.collections).toBe(0);
-  state.answered = (2 ** 31 - 50 + 100) | 0;
-  step();
-  expect(state.collections).toBe(1);
+  const { at } = pacer({ everyAnswers: 100, maxSteps: 5 }, 2 ** 31 - 50);
+  expect(at((2 ** 31 - 50 + 99) | 0)).toBe(0); // negative now: 99 answers
+  expect(at((2 ** 31 - 50 + 100) | 0)).toBe(1);
 });
 
 test("the defaults: 50 ms steps (half the sweeper's 100 ms), 500 answers, a second at low traffic", () => {
